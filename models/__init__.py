@@ -1,0 +1,1 @@
+"""Fraud models: feature functions, training and scoring."""

@@ -1,0 +1,1 @@
+"""Streaming pipeline: local stack, producer, Spark consumers and job supervisor."""
