@@ -41,7 +41,12 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     ),
     "SPARK_MASTER": ("local[*]", "Spark master URL, for example spark://host:7077"),
     "SPARK_MAX_OFFSETS_PER_TRIGGER": ("5000", "maximum Kafka records in one micro-batch"),
-    "SPARK_TRIGGER_SECONDS": ("1", "seconds between micro-batch starts"),
+    "SPARK_TRIGGER_SECONDS": ("1", "seconds between micro-batch starts; 0 starts each as soon as the last ends"),
+    "SPARK_CHECKPOINT_DIR": (
+        None,
+        "checkpoint folder or URI shared by driver restarts (on a cluster: HDFS, S3 or NFS); "
+        "default STATE_DIR/checkpoints",
+    ),
     "WORKBENCH_STATE_DIR": (".stack", "folder for service data, logs, checkpoints and models"),
     "WORKBENCH_KAFKA_PORT": ("9092", "client port of the local Kafka broker"),
     "WORKBENCH_KAFKA_CONTROLLER_PORT": ("9093", "KRaft controller port of the local broker"),
@@ -78,15 +83,12 @@ class Settings:
     spark_master: str = "local[*]"
     spark_max_offsets_per_trigger: int = 5000
     spark_trigger_seconds: float = 1.0
+    spark_checkpoint_dir: str = ""
     state_dir: Path = Path(".stack")
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5433
     grafana_url: str = "http://127.0.0.1:3000"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.state_dir / "checkpoints"
 
     @property
     def jobs_dir(self) -> Path:
@@ -273,6 +275,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         spark_master=spark_master,
         spark_max_offsets_per_trigger=_int(env, "SPARK_MAX_OFFSETS_PER_TRIGGER", 1, 10_000_000),
         spark_trigger_seconds=trigger_seconds,
+        spark_checkpoint_dir=_text(env, "SPARK_CHECKPOINT_DIR") or str(state_dir.resolve() / "checkpoints"),
         state_dir=state_dir.resolve(),
         kafka_port=kafka_port,
         kafka_controller_port=controller_port,

@@ -1,0 +1,1 @@
+"""PySpark Structured Streaming consumers that write the topic into PostgreSQL."""

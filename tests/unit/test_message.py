@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from pipeline.message import MESSAGE_FIELDS, validate_message
+
+
+def _message(**fields) -> dict:
+    message = {
+        "user_id": "u-1",
+        "transaction_id": "t-1",
+        "timestamp": "2026-05-01T10:00:00+02:00",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "location": "London",
+        "transaction_location": "Paris",
+        "amount": 19.99,
+        "device": "mobile",
+        "is_fraud": 1,
+        "fraud_reasons": ["location_mismatch"],
+    }
+    message.update(fields)
+    return message
+
+
+def _validate(message: dict) -> tuple:
+    return validate_message(json.dumps(message).encode())
+
+
+def test_message_valid_record_is_typed() -> None:
+    record, reason = _validate(_message())
+
+    assert reason is None
+    assert set(record) == set(MESSAGE_FIELDS)
+    assert record["timestamp"] == datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+    assert record["amount"] == Decimal("19.99")
+    assert record["is_fraud"] == 1
+
+
+def test_message_extra_fields_are_ignored() -> None:
+    record, reason = _validate(_message(fraud_pattern="geo_jump"))
+
+    assert reason is None
+    assert "fraud_pattern" not in record
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (None, "no value"),
+        (b"\xff\xfe", "not valid UTF-8"),
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, got list"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_message_unparseable_value(value: bytes | None, match: str) -> None:
+    record, reason = validate_message(value)
+
+    assert record is None
+    assert match in reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"amount": "N/A"}, 'field amount must be a number, got "N/A"'),
+        ({"amount": True}, "field amount must be a number"),
+        ({"amount": -1}, "field amount must be from 0"),
+        ({"amount": 1e12}, "field amount must be from 0"),
+        ({"amount": None}, "field amount must be a number, got null"),
+        ({"timestamp": "2026-05-01T10:00:00"}, "with a UTC offset"),
+        ({"timestamp": "yesterday"}, "field timestamp must be ISO 8601"),
+        ({"timestamp": 1700000000}, "field timestamp must be an ISO 8601 string"),
+        ({"is_fraud": 2}, "field is_fraud must be 0 or 1, got 2"),
+        ({"is_fraud": "1"}, "field is_fraud must be 0 or 1"),
+        ({"is_fraud": 1.0}, "field is_fraud must be 0 or 1"),
+        ({"user_id": ""}, "field user_id must be a non-empty string"),
+        ({"device": 7}, "field device must be a non-empty string, got 7"),
+        ({"fraud_reasons": "high_amount"}, "field fraud_reasons must be a list of strings"),
+        ({"fraud_reasons": [1]}, "field fraud_reasons must be a list of strings"),
+    ],
+)
+def test_message_wrong_type_names_field_and_value(fields: dict, match: str) -> None:
+    record, reason = _validate(_message(**fields))
+
+    assert record is None
+    assert match in reason
+
+
+def test_message_missing_fields_are_listed() -> None:
+    message = _message()
+    del message["transaction_id"]
+    del message["amount"]
+
+    record, reason = _validate(message)
+
+    assert record is None
+    assert reason == "missing required field(s): transaction_id, amount"
+
+
+@pytest.mark.parametrize(
+    ("amount", "stored"),
+    [(10, Decimal("10.00")), (0.1, Decimal("0.10")), (2.675, Decimal("2.68")), (0, Decimal("0.00"))],
+)
+def test_message_amount_rounds_to_cent(amount: float, stored: Decimal) -> None:
+    record, _ = _validate(_message(amount=amount))
+
+    assert record["amount"] == stored
+
+
+def test_message_zulu_timestamp() -> None:
+    record, _ = _validate(_message(timestamp="2026-05-01T10:00:00Z"))
+
+    assert record["timestamp"] == datetime(2026, 5, 1, 10, 0, tzinfo=timezone.utc)
