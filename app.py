@@ -1,0 +1,42 @@
+"""Entry point of the fraud workbench: the page router and the common frame.
+
+Run it with ``streamlit run app.py``. The pages in ``pages/`` are registered
+here with ``st.navigation``, which turns off Streamlit's automatic listing of
+that folder.
+"""
+
+import streamlit as st
+
+from pipeline.settings import SettingsError, get_settings
+
+st.set_page_config(page_title="Fraud workbench", page_icon=":material/shield:", layout="wide")
+
+try:
+    settings = get_settings()
+except SettingsError as exc:
+    st.error(
+        f"The workbench cannot start because a setting is invalid. {exc} "
+        "Fix the environment variable and restart Streamlit."
+    )
+    st.stop()
+
+page = st.navigation(
+    [
+        st.Page("pages/pipeline.py", title="Pipeline", icon=":material/play_circle:", default=True),
+        st.Page("pages/frauds.py", title="Frauds", icon=":material/report:"),
+        st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+    ]
+)
+
+with st.sidebar:
+    with st.expander("Settings", icon=":material/settings:"):
+        described = settings.describe()
+        st.code(
+            "\n".join(f"{name}={value}" for name, value in described.items() if value),
+            language=None,
+            wrap_lines=True,
+        )
+        st.caption("Set by environment variables. Passwords are shown as ***.")
+    st.link_button("Open Grafana", settings.grafana_url, icon=":material/monitoring:")
+
+page.run()

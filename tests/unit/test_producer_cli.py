@@ -1,0 +1,503 @@
+"""The producer's command line, summary, pacing and sinks, without a Kafka broker.
+
+Subprocess tests run ``python -m pipeline.producer`` the way a user does. The
+unreachable-broker tests point it at a loopback port that nothing listens on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
+
+from pipeline.generator import TransactionGenerator
+from pipeline.message import validate_message
+from pipeline.producer import (
+    KafkaSink,
+    MetricsWriter,
+    RatePacer,
+    StdoutSink,
+    format_summary,
+    parse_args,
+    parse_summary,
+    produce,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+START_TIME = "2026-01-05T10:00:00+00:00"
+SUBPROCESS_TIMEOUT_S = 30
+
+# Variables that would point the producer at a user's own cluster.
+KAFKA_VARIABLES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+)
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in KAFKA_VARIABLES and not key.startswith("WORKBENCH_")
+    }
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env.update(overrides)
+    return env
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.producer", *args],
+        cwd=PROJECT_ROOT,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+    )
+
+
+def _closed_port() -> int:
+    # Bind to an ephemeral port and release it: nothing listens there
+    # afterwards, so a connection is refused at once.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- summary
+
+
+def test_format_summary_fields_in_order() -> None:
+    line = format_summary(2000, 3, 1.234)
+
+    assert line == "sent=2000 failed=3 elapsed_s=1.23 rate_per_s=1620.7"
+
+
+def test_format_summary_zero_elapsed() -> None:
+    assert format_summary(0, 0, 0.0) == "sent=0 failed=0 elapsed_s=0.00 rate_per_s=0.0"
+
+
+def test_parse_summary_round_trip() -> None:
+    values = parse_summary(format_summary(10, 1, 2.0))
+
+    assert values == {"sent": 10, "failed": 1, "elapsed_s": 2.0, "rate_per_s": 5.0}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "sent=1 failed=0",
+        "sent=1 failed=0 elapsed_s=1.00 rate_per_s=1.0 extra=1",
+        "2026-01-05 INFO pipeline.producer: Stopped",
+        "failed=0 sent=1 elapsed_s=1.00 rate_per_s=1.0",
+    ],
+)
+def test_parse_summary_rejects_other_lines(line: str) -> None:
+    with pytest.raises(ValueError, match="summary line"):
+        parse_summary(line)
+
+
+# ---------------------------------------------------------------- pacing and metrics
+
+
+def test_rate_pacer_spaces_slots() -> None:
+    pacer = RatePacer(10)
+
+    assert pacer.delay(100.0) == 0.0
+    assert pacer.delay(100.0) == pytest.approx(0.1)
+    assert pacer.delay(100.0) == pytest.approx(0.2)
+    assert pacer.delay(100.25) == pytest.approx(0.05)
+
+
+def test_rate_pacer_restarts_after_stall() -> None:
+    pacer = RatePacer(10, max_lag_s=1.0)
+    pacer.delay(100.0)
+
+    # Five seconds late: no burst of 50 catch-up sends, the schedule restarts.
+    assert pacer.delay(105.0) == 0.0
+    assert pacer.delay(105.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan")])
+def test_rate_pacer_invalid_rate_raises(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate_per_s must be a finite number above 0"):
+        RatePacer(rate)
+
+
+def test_metrics_writer_interval_and_force(tmp_path: Path) -> None:
+    path = tmp_path / "metrics" / "producer.json"
+    writer = MetricsWriter(str(path), interval_s=3600)
+
+    writer.maybe_write(5, 0)
+    assert not path.exists()
+
+    writer.maybe_write(7, 1, state="stopped", force=True)
+    metrics = json.loads(path.read_text())
+    assert metrics["sent"] == 7
+    assert metrics["failed"] == 1
+    assert metrics["state"] == "stopped"
+    assert "rate_per_s" in metrics
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def test_parse_args_defaults() -> None:
+    args = parse_args([])
+
+    assert args.count is None
+    assert args.rate == 0.0
+    assert args.fraud_ratio == 0.1
+    assert args.partitions is None
+    assert args.replication_factor == 1
+    assert args.stdout is False
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--count", "-1"], r"--count: must be a whole number of at least 0, got '-1'"),
+        (["--count", "ten"], r"--count: must be a whole number of at least 0, got 'ten'"),
+        (["--rate", "-5"], r"--rate: must be a number of at least 0, got '-5'"),
+        (["--rate", "inf"], r"--rate: must be a number of at least 0, got 'inf'"),
+        (["--fraud-ratio", "1.5"], r"--fraud-ratio: must be a number from 0 to 1, got '1.5'"),
+        (["--partitions", "0"], r"--partitions: must be a whole number from 1 to 1000, got '0'"),
+        (["--start-time", "2026-01-05T10:00:00"], r"--start-time: must be ISO 8601 with a UTC"),
+        (["--start-time", "yesterday"], r"--start-time: must be ISO 8601 with a UTC offset"),
+    ],
+)
+def test_parse_args_invalid_values_exit(
+    argv: list[str], match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(argv)
+
+    assert raised.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------- sinks and main loop
+
+
+def test_produce_stdout_sink_count() -> None:
+    stream = io.StringIO()
+    sink = StdoutSink(stream)
+    generator = TransactionGenerator(seed=4)
+
+    queued = produce(generator, sink, threading.Event(), count=25)
+    sink.close()
+
+    assert queued == 25
+    assert sink.counts() == (25, 0)
+    assert len(stream.getvalue().splitlines()) == 25
+
+
+def test_produce_stops_when_event_set() -> None:
+    stop = threading.Event()
+    stop.set()
+    sink = StdoutSink(io.StringIO())
+
+    assert produce(TransactionGenerator(seed=4), sink, stop, count=10) == 0
+
+
+class FakeProducer:
+    """Records sends and returns futures that the test resolves."""
+
+    def __init__(self, acknowledge_on_flush: bool = True) -> None:
+        self.acknowledge_on_flush = acknowledge_on_flush
+        self.futures: list[Future] = []
+        self.records: list[tuple[str, bytes, bytes]] = []
+        self.flushed = False
+        self.closed = False
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Future:
+        future = Future()
+        self.futures.append(future)
+        self.records.append((topic, key, value))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushed = True
+        pending = [future for future in self.futures if not future.is_done]
+        if pending and not self.acknowledge_on_flush:
+            raise KafkaTimeoutError("Timeout waiting for future")
+        for future in pending:
+            future.success("metadata")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+def test_kafka_sink_counts_callbacks() -> None:
+    producer = FakeProducer()
+    sink = KafkaSink(producer, "tx")
+    stop = threading.Event()
+    messages = TransactionGenerator(seed=8).generate(3)
+
+    for message in messages:
+        assert sink.send(message, stop)
+    assert sink.counts() == (0, 0)
+    assert sink.pending() == 3
+
+    producer.futures[0].success("metadata")
+    producer.futures[1].success("metadata")
+    producer.futures[2].failure(KafkaTimeoutError("expired"))
+    sink.close()
+
+    assert sink.counts() == (2, 1)
+    assert sink.pending() == 0
+    assert producer.flushed
+    assert producer.closed
+
+
+def test_kafka_sink_close_acknowledges_pending() -> None:
+    producer = FakeProducer()
+    sink = KafkaSink(producer, "tx")
+    for message in TransactionGenerator(seed=8).generate(5):
+        sink.send(message, threading.Event())
+
+    sink.close()
+
+    assert sink.counts() == (5, 0)
+
+
+def test_kafka_sink_close_timeout_counts_failed(caplog: pytest.LogCaptureFixture) -> None:
+    producer = FakeProducer(acknowledge_on_flush=False)
+    sink = KafkaSink(producer, "tx")
+    for message in TransactionGenerator(seed=8).generate(4):
+        sink.send(message, threading.Event())
+    producer.futures[0].success("metadata")
+
+    sink.close(timeout_s=0.1)
+
+    assert sink.counts() == (1, 3)
+    assert producer.closed
+    assert "3 record(s) to topic tx were not acknowledged within 0 s" in caplog.text
+
+
+def test_kafka_sink_counts_frozen_after_close() -> None:
+    producer = FakeProducer(acknowledge_on_flush=False)
+    sink = KafkaSink(producer, "tx")
+    sink.send(TransactionGenerator(seed=8).generate(1)[0], threading.Event())
+    sink.close(timeout_s=0.1)
+
+    producer.futures[0].success("metadata")
+
+    assert sink.counts() == (0, 1)
+
+
+def test_kafka_sink_abort_counts_pending_failed() -> None:
+    producer = FakeProducer()
+    sink = KafkaSink(producer, "tx")
+    for message in TransactionGenerator(seed=8).generate(3):
+        sink.send(message, threading.Event())
+    producer.futures[0].success("metadata")
+
+    sink.abort()
+
+    assert sink.counts() == (1, 2)
+    assert producer.closed
+
+
+def test_kafka_sink_record_key_and_value() -> None:
+    producer = FakeProducer()
+    sink = KafkaSink(producer, "tx")
+    message = TransactionGenerator(seed=8).generate(1)[0]
+
+    sink.send(message, threading.Event())
+    topic, key, value = producer.records[0]
+
+    assert topic == "tx"
+    assert key == message["user_id"].encode("utf-8")
+    assert json.loads(value) == message
+    assert validate_message(value)[1] is None
+
+
+def test_kafka_sink_full_buffer_waits_until_stop() -> None:
+    producer = FakeProducer()
+    sink = KafkaSink(producer, "tx", max_pending=1)
+    stop = threading.Event()
+    messages = TransactionGenerator(seed=8).generate(300)
+
+    # The sink checks the buffer once every PENDING_CHECK_INTERVAL (256)
+    # sends, so all of the first 256 go out before a check finds them pending.
+    accepted = [sink.send(message, stop) for message in messages[:256]]
+    assert all(accepted)
+
+    stop.set()
+    assert sink.send(messages[256], stop) is False
+    assert len(producer.records) == 256
+
+
+def test_kafka_sink_full_buffer_resumes_after_ack() -> None:
+    producer = FakeProducer()
+    sink = KafkaSink(producer, "tx", max_pending=1)
+    stop = threading.Event()
+    messages = TransactionGenerator(seed=8).generate(257)
+    for message in messages[:256]:
+        sink.send(message, stop)
+
+    def acknowledge_all() -> None:
+        for future in producer.futures:
+            future.success("metadata")
+
+    timer = threading.Timer(0.2, acknowledge_all)
+    timer.start()
+    try:
+        assert sink.send(messages[256], stop) is True
+    finally:
+        timer.cancel()
+    assert sink.counts() == (256, 0)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_stdout_json_lines_and_summary() -> None:
+    result = _run("--stdout", "--count", "200", "--seed", "7", "--start-time", START_TIME)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 200
+    for line in lines:
+        record, reason = validate_message(line)
+        assert reason is None, (reason, line)
+    summary = parse_summary(result.stderr.strip().splitlines()[-1])
+    assert summary["sent"] == 200
+    assert summary["failed"] == 0
+
+
+def test_cli_stdout_deterministic() -> None:
+    args = ("--stdout", "--count", "100", "--seed", "7", "--start-time", START_TIME)
+    first = _run(*args)
+    second = _run(*args)
+    other_seed = _run("--stdout", "--count", "100", "--seed", "8", "--start-time", START_TIME)
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert first.stdout != other_seed.stdout
+
+
+def test_cli_stdout_matches_generator() -> None:
+    result = _run("--stdout", "--count", "20", "--seed", "7", "--start-time", START_TIME)
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+
+    # Without --rate the producer spaces timestamps 1 ms apart on average.
+    generator = TransactionGenerator(
+        seed=7,
+        start_time=parse_args(["--start-time", START_TIME]).start_time,
+        mean_interval_s=0.001,
+    )
+    assert printed == generator.generate(20)
+
+
+def test_cli_stdout_fraud_ratio_option() -> None:
+    result = _run("--stdout", "--count", "300", "--seed", "1", "--fraud-ratio", "1")
+    labels = {json.loads(line)["is_fraud"] for line in result.stdout.splitlines()}
+
+    assert result.returncode == 0, result.stderr
+    assert labels == {1}
+
+
+def test_cli_metrics_file_final_counts(tmp_path: Path) -> None:
+    metrics_path = tmp_path / "producer.json"
+    result = _run("--stdout", "--count", "500", "--seed", "1", "--metrics-file", str(metrics_path))
+
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["sent"] == 500
+    assert metrics["failed"] == 0
+    assert metrics["state"] == "stopped"
+    assert isinstance(metrics["rate_per_s"], float)
+
+
+def test_cli_sigterm_flushes_and_summarises() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.producer", "--stdout", "--rate", "200", "--seed", "3"],
+        cwd=PROJECT_ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The start log line comes just before the first message.
+        for line in process.stderr:
+            if "Producing unlimited message(s)" in line:
+                break
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, stderr
+    summary = parse_summary(stderr.strip().splitlines()[-1])
+    lines = stdout.splitlines()
+    assert len(lines) > 0
+    assert summary["sent"] == len(lines)
+    assert "Received SIGTERM" in stderr
+
+
+def test_cli_rate_limits_throughput() -> None:
+    result = _run("--stdout", "--count", "30", "--rate", "50", "--seed", "1")
+
+    assert result.returncode == 0, result.stderr
+    summary = parse_summary(result.stderr.strip().splitlines()[-1])
+    # 30 sends at 50/s take at least 29 gaps of 20 ms.
+    assert summary["elapsed_s"] >= 0.55
+
+
+def test_cli_invalid_option_exit_code() -> None:
+    result = _run("--stdout", "--fraud-ratio", "2")
+
+    assert result.returncode == 2
+    assert "--fraud-ratio: must be a number from 0 to 1, got '2'" in result.stderr
+
+
+def test_cli_invalid_setting_exit_code() -> None:
+    result = _run("--stdout", "--count", "1", env=_env(KAFKA_TOPIC_PARTITIONS="zero"))
+
+    assert result.returncode == 2
+    assert "KAFKA_TOPIC_PARTITIONS must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_unreachable_local_broker_message() -> None:
+    port = _closed_port()
+    result = _run("--count", "5", env=_env(WORKBENCH_KAFKA_PORT=str(port)))
+
+    assert result.returncode == 1
+    assert f"Kafka is not reachable at 127.0.0.1:{port}" in result.stderr
+    assert "python -m pipeline.stack up" in result.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_unreachable_external_broker_message() -> None:
+    port = _closed_port()
+    result = _run("--count", "5", env=_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}"))
+
+    assert result.returncode == 1
+    assert f"Kafka is not reachable at 127.0.0.1:{port}" in result.stderr
+    assert "Check that the cluster is running" in result.stderr
+    assert "Traceback" not in result.stderr
