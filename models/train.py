@@ -13,21 +13,9 @@ settings, a missing or empty table and an unreachable database end the
 command with exit status 2 and a message on stderr that names the problem
 and the fix, without a traceback.
 
-Score convention
-----------------
-``fraud_score = -IsolationForest.score_samples(X)``, so a higher
-``fraud_score`` means a more suspicious transaction. The estimator flags a
-transaction as an outlier when ``fraud_score > -estimator.offset_``. The
-model file stores that cut-off as ``threshold``.
-
-Model file
-----------
-Each run writes a new joblib file named
-``isolation_forest_<UTC time>_<8 hex digits>.joblib``. The file contains a
-dict with the keys of :data:`ARTIFACT_KEYS`: ``estimator``, ``feature_state``
-(the output of :meth:`models.features.FeatureState.to_dict`),
-``feature_names``, ``threshold``, ``params``, ``metrics``, ``rows``,
-``sklearn_version``, ``trained_at`` (ISO 8601, UTC) and ``format_version``.
+The ``fraud_score`` convention, the ``threshold`` and the content and name
+of the model file are defined in :mod:`models.artifact`, which also loads
+model files and scores transactions without this training code.
 """
 
 from __future__ import annotations
@@ -38,14 +26,12 @@ import json
 import logging
 import os
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import sklearn
@@ -54,37 +40,21 @@ from sklearn.metrics import roc_auc_score
 from sqlalchemy import URL, create_engine, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from models.artifact import FORMAT_VERSION, save_artifact
 from models.features import FEATURE_NAMES, FeatureState, build_features
 from pipeline.settings import SettingsError, get_settings, redact_url
 
 __all__ = [
-    "ARTIFACT_KEYS",
     "TrainingError",
     "TrainingParams",
     "fit_and_evaluate",
-    "fraud_score",
-    "load_artifact",
     "load_transactions",
-    "save_artifact",
     "train_model",
     "main",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-ARTIFACT_KEYS: tuple[str, ...] = (
-    "estimator",
-    "feature_state",
-    "feature_names",
-    "threshold",
-    "params",
-    "metrics",
-    "rows",
-    "sklearn_version",
-    "trained_at",
-    "format_version",
-)
 LABEL_COLUMN = "is_fraud"
 
 # Upper bounds that keep one request from the Model page from running for
@@ -287,7 +257,8 @@ def fit_and_evaluate(
     Returns
     -------
     artifact : dict
-        The content of a model file, with the keys of :data:`ARTIFACT_KEYS`.
+        The content of a model file, with the keys of
+        :data:`models.artifact.ARTIFACT_KEYS`.
     metrics : dict
         ``rows``, ``share_flagged``, ``precision``, ``recall``, ``roc_auc``
         and ``notes``. Precision and recall compare the flagged transactions
@@ -319,6 +290,7 @@ def fit_and_evaluate(
 
     estimator = IsolationForest(**params.estimator_params())
     estimator.fit(features)
+    # fraud_score and threshold follow the score convention of models.artifact.
     scores = -estimator.score_samples(features)
     flagged = estimator.predict(features) == -1
     metrics = _evaluate(labels, scores, flagged)
@@ -338,100 +310,11 @@ def fit_and_evaluate(
     return artifact, metrics
 
 
-def fraud_score(artifact: Mapping[str, Any], df: pd.DataFrame) -> np.ndarray:
-    """Compute the fraud score of each transaction with a trained model.
-
-    Parameters
-    ----------
-    artifact
-        The content of a model file, from :func:`fit_and_evaluate` or
-        :func:`load_artifact`.
-    df
-        Transactions with the columns of :data:`models.features.INPUT_COLUMNS`.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``-score_samples`` of the estimator, one float per row. Higher is more
-        suspicious. Rows above ``artifact["threshold"]`` are the flagged ones.
-
-    Raises
-    ------
-    ValueError
-        When the model was trained on other features than this code builds,
-        or when ``df`` is invalid for :func:`models.features.build_features`.
-    """
-    if list(artifact["feature_names"]) != list(FEATURE_NAMES):
-        raise ValueError(
-            f"The model was trained on the features {', '.join(artifact['feature_names'])}, "
-            f"but this code builds {', '.join(FEATURE_NAMES)}. Train a new model."
-        )
-    state = FeatureState.from_dict(artifact["feature_state"])
-    features = build_features(df, state)
-    return -artifact["estimator"].score_samples(features)
-
-
-def save_artifact(artifact: Mapping[str, Any], output_dir: str | os.PathLike[str]) -> Path:
-    """Write ``artifact`` to a new file in ``output_dir`` and return its path.
-
-    The name contains the UTC time and a random suffix, so each call creates a
-    new file. The content goes to a hidden temporary file first, which is then
-    hard-linked to the final name, so no reader sees half a model. A link
-    fails instead of replacing an existing file.
-
-    Raises
-    ------
-    TrainingError
-        When the folder cannot be created or written.
-    """
-    folder = Path(output_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"isolation_forest_{stamp}_{uuid.uuid4().hex[:8]}.joblib"
-    temporary = folder / f".{path.name}.tmp"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _write_error(folder, exc) from exc
-
-    try:
-        joblib.dump(dict(artifact), temporary)
-        # NOTE: os.link fails on file systems without hard links (FAT, some
-        # network shares), so saving there raises TrainingError.
-        os.link(temporary, path)
-    except OSError as exc:
-        raise _write_error(folder, exc) from exc
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def _write_error(folder: Path, exc: OSError) -> TrainingError:
     return TrainingError(
         f"Could not write the model file to {folder}: {exc.strerror or exc}. "
         "Pass a writable folder with --output-dir, or set WORKBENCH_STATE_DIR to one."
     )
-
-
-def load_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a model file written by :func:`save_artifact`.
-
-    Raises
-    ------
-    ValueError
-        When the file does not contain a model dict with every key of
-        :data:`ARTIFACT_KEYS`.
-    """
-    # NOTE: joblib files are pickles, and loading one runs code it contains.
-    # Load model files only from a folder that this workbench writes.
-    artifact = joblib.load(path)
-    if not isinstance(artifact, dict):
-        raise ValueError(f"{path} does not contain a model dict, got {type(artifact).__name__}.")
-    missing = [key for key in ARTIFACT_KEYS if key not in artifact]
-    if missing:
-        raise ValueError(
-            f"{path} is missing the key(s) {', '.join(missing)}. Train a new model."
-        )
-    return artifact
 
 
 def _engine_url(database_url: str) -> URL:
@@ -543,7 +426,10 @@ def train_model(
     artifact, metrics = fit_and_evaluate(df, params)
     for note in metrics["notes"]:
         logger.warning("%s", note)
-    path = save_artifact(artifact, folder)
+    try:
+        path = save_artifact(artifact, folder)
+    except OSError as exc:
+        raise _write_error(folder, exc) from exc
     logger.info(
         "Training finished: model %s, %d rows, share_flagged %.4f, roc_auc %s",
         path,

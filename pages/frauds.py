@@ -12,6 +12,7 @@ from pipeline.queries import (
     ALL_TIME,
     TIME_RANGES,
     FraudFilters,
+    MAX_COUNTED_ROWS,
     FraudPage,
     count_fraud_rows,
     fetch_filter_choices,
@@ -92,18 +93,20 @@ def fraud_table(time_range: str, devices: list[str], locations: list[str], page_
 
     try:
         total = matching_count(settings.database_url, filters)
-        last_page = max(1, math.ceil(total / page_size))
-        st.session_state.frauds_page = min(st.session_state.frauds_page, last_page)
+        if total <= MAX_COUNTED_ROWS:
+            last_page = max(1, math.ceil(total / page_size))
+            st.session_state.frauds_page = min(st.session_state.frauds_page, last_page)
         result = fraud_page(settings.database_url, filters, st.session_state.frauds_page, page_size)
     except (SQLAlchemyError, ValueError) as exc:
         # ValueError: DATABASE_URL cannot be parsed, for example a port that is not a number.
         st.error(database_error_message(exc, settings.database_url), icon=":material/error:")
         return
 
-    st.caption(
-        f"{total:,} frauds match · page {result.page} of {last_page} · "
-        f"refreshed {now:%H:%M:%S} UTC, every {REFRESH_SECONDS} s"
-    )
+    if total > MAX_COUNTED_ROWS:
+        matched = f"More than {MAX_COUNTED_ROWS:,} frauds match · page {result.page}"
+    else:
+        matched = f"{total:,} frauds match · page {result.page} of {last_page}"
+    st.caption(f"{matched} · refreshed {now:%H:%M:%S} UTC, every {REFRESH_SECONDS} s")
     if result.rows.empty:
         st.info("No fraud matches these filters yet.")
     else:

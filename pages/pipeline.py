@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pipeline import supervisor
+from pipeline.generator import DEFAULT_FRAUD_RATIO
 from pipeline.health import HealthResult, check_kafka, check_postgres
 from pipeline.settings import get_settings
 
@@ -114,7 +115,7 @@ def producer_options() -> None:
     rate_column.number_input(
         "Rate (messages per second)",
         min_value=0.0,
-        value=10.0,
+        value=20.0,
         step=1.0,
         key="producer_rate",
         help="Messages per second that the producer sends to Kafka.",
@@ -123,7 +124,7 @@ def producer_options() -> None:
         "Fraud ratio",
         min_value=0.0,
         max_value=1.0,
-        value=0.05,
+        value=DEFAULT_FRAUD_RATIO,
         step=0.01,
         key="producer_fraud_ratio",
         help="Share of generated transactions that are fraudulent, from 0 to 1.",

@@ -28,6 +28,7 @@ __all__ = [
     "FraudPage",
     "count_fraud_rows",
     "count_statement",
+    "MAX_COUNTED_ROWS",
     "fetch_filter_choices",
     "fetch_fraud_page",
     "fetch_table_counts",
@@ -38,6 +39,8 @@ __all__ = [
 
 MAX_PAGE_SIZE = 500
 MAX_CHOICES = 500
+# Counts stop here, so a page never scans a whole large table to count it.
+MAX_COUNTED_ROWS = 10_000
 CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 10_000
 
@@ -200,10 +203,21 @@ def fraud_page_statement(
     return _statement(sql, expanding), params
 
 
-def count_statement(filters: FraudFilters) -> tuple[TextClause, dict[str, Any]]:
-    """Build the query that counts the fraud rows matching ``filters``."""
+def count_statement(
+    filters: FraudFilters, limit: int = MAX_COUNTED_ROWS
+) -> tuple[TextClause, dict[str, Any]]:
+    """Build the query that counts the fraud rows matching ``filters``, up to ``limit + 1``.
+
+    Counting stops one row past ``limit``, so the cost stays bounded on a
+    table of millions of rows and a result above ``limit`` means "more".
+    """
     where, params, expanding = _where(filters)
-    return _statement(f"SELECT count(*) FROM shop.fraud_transactions{where}", expanding), params
+    sql = (
+        "SELECT count(*) FROM ("
+        f"SELECT 1 FROM shop.fraud_transactions{where} LIMIT :count_limit"
+        ") AS matching"
+    )
+    return _statement(sql, expanding), {**params, "count_limit": limit + 1}
 
 
 def fetch_fraud_page(
@@ -223,9 +237,9 @@ def fetch_fraud_page(
     return FraudPage(frame, page, page_size, has_next=len(rows) > page_size)
 
 
-def count_fraud_rows(engine: Engine, filters: FraudFilters) -> int:
-    """Return the number of fraud rows matching ``filters``."""
-    statement, params = count_statement(filters)
+def count_fraud_rows(engine: Engine, filters: FraudFilters, limit: int = MAX_COUNTED_ROWS) -> int:
+    """Return the number of fraud rows matching ``filters``, capped at ``limit + 1``."""
+    statement, params = count_statement(filters, limit)
     with engine.connect() as connection:
         return int(connection.execute(statement, params).scalar_one())
 

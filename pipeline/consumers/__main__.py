@@ -32,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from pipeline.consumers.job import run
+    from pipeline.maven import MavenError
 
-    return run(settings, args.sink, args.metrics_file)
+    try:
+        return run(settings, args.sink, args.metrics_file)
+    except MavenError as exc:
+        print(f"The {args.sink} consumer cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ __all__ = ["SINKS", "BatchWriter", "start_query", "run"]
 logger = logging.getLogger(__name__)
 
 SINKS = ("transactions", "frauds")
+STOP_TIMEOUT_S = 30.0
 
 
 class ProgressLogger(StreamingQueryListener):
@@ -143,6 +144,17 @@ def start_query(
     return writer.start()
 
 
+def _wait_for_batch_end(query: StreamingQuery, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Wait until no micro-batch runs, so that stopping does not interrupt a write.
+
+    An interrupted batch would be replayed and deduplicated on the next start,
+    so this keeps the log clean rather than the data safe.
+    """
+    deadline = time.monotonic() + timeout
+    while query.status["isTriggerActive"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def run(settings: Settings, sink: str, metrics_file: str | None = None) -> int:
     """Run the consumer ``sink`` until SIGTERM or SIGINT; return an exit code."""
     from pipeline.consumers.session import build_session
@@ -170,6 +182,7 @@ def run(settings: Settings, sink: str, metrics_file: str | None = None) -> int:
         exit_code = 1
     finally:
         if query.isActive:
+            _wait_for_batch_end(query)
             query.stop()
         if query.exception() is not None and exit_code == 0:
             logger.error("query failed: %s", query.exception())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
+from pipeline.maven import fetch_jars
 from pipeline.settings import Settings
 
 __all__ = ["KAFKA_CONNECTOR", "build_session"]
@@ -21,13 +22,25 @@ logger = logging.getLogger(__name__)
 KAFKA_CONNECTOR = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PYSPARK_JARS = Path(pyspark.__file__).resolve().parent / "jars"
 
 
-def _package_code(settings: Settings) -> Path:
-    """Zip the project's Python packages so that executors on other hosts can import them."""
-    archive = settings.state_dir / "spark" / "workbench-code.zip"
+def _connector_jars(settings: Settings) -> list[Path]:
+    """Fetch the Kafka connector once; leave out the jars pyspark already ships."""
+    target = settings.state_dir / "spark" / f"kafka-connector-{pyspark.__version__}"
+    shipped = {path.name for path in PYSPARK_JARS.glob("*.jar")}
+    return fetch_jars([KAFKA_CONNECTOR], target, exclude=shipped)
+
+
+def _package_code(settings: Settings, app_name: str) -> Path:
+    """Zip the project's Python packages so that executors on other hosts can import them.
+
+    Each consumer gets its own archive: Spark fails a task when a file it
+    already shipped changes, so two consumers must never rewrite one file.
+    """
+    archive = settings.state_dir / "spark" / app_name / "workbench-code.zip"
     archive.parent.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_suffix(".zip.partial")
+    partial = archive.with_name(f".workbench-code.{os.getpid()}.partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
         for package in ("pipeline", "models"):
             for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
@@ -41,7 +54,7 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
-        .config("spark.jars.packages", KAFKA_CONNECTOR)
+        .config("spark.jars", ",".join(str(jar) for jar in _connector_jars(settings)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -61,7 +74,7 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
         )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    spark.sparkContext.addPyFile(str(_package_code(settings)))
+    spark.sparkContext.addPyFile(str(_package_code(settings, app_name)))
     logger.info(
         "Spark %s session on %s with %s", pyspark.__version__, settings.spark_master, KAFKA_CONNECTOR
     )

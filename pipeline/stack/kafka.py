@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -17,8 +16,16 @@ import time
 import uuid
 from pathlib import Path
 
+from pipeline.maven import MavenError, fetch_jars
+from pipeline.processes import (
+    GroupStillRunningError,
+    is_running,
+    read_live_pid,
+    read_pid_file,
+    stop_group,
+    write_pid_file,
+)
 from pipeline.settings import Settings
-from pipeline.stack.process import read_live_pid, stop_group, write_pid_file
 
 __all__ = ["KAFKA_VERSION", "StackError", "install_kafka", "start_kafka", "stop_kafka", "kafka_pid"]
 
@@ -27,27 +34,6 @@ logger = logging.getLogger(__name__)
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 HEAP_OPTIONS = ("-Xms256m", "-Xmx768m")
-
-POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>fraud-workbench</groupId>
-  <artifactId>kafka-runtime</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_2.13</artifactId>
-      <version>{KAFKA_VERSION}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-slf4j2-impl</artifactId>
-      <version>{LOG4J_VERSION}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
 
 LOG4J2_CONFIG = """status = warn
 appender.out.type = Console
@@ -78,38 +64,17 @@ def _lib_dir(settings: Settings) -> Path:
 def install_kafka(settings: Settings) -> Path:
     """Fetch the broker's jars with Maven unless they are present; return their folder."""
     lib = _lib_dir(settings)
-    if (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
-        return lib
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError(
-            "Maven (mvn) is not installed, and it is needed once to fetch the Kafka jars. "
-            "Run `make setup` or `apt-get install maven`."
+    try:
+        fetch_jars(
+            [
+                f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+                # Kafka 4 logs through SLF4J to Log4j 2, which needs this binding.
+                f"org.apache.logging.log4j:log4j-slf4j2-impl:{LOG4J_VERSION}",
+            ],
+            lib,
         )
-    build = _home(settings) / "maven"
-    build.mkdir(parents=True, exist_ok=True)
-    (build / "pom.xml").write_text(POM)
-    staging = _home(settings) / f".lib-{KAFKA_VERSION}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    logger.info("fetching Kafka %s jars with Maven into %s", KAFKA_VERSION, lib)
-    result = subprocess.run(
-        [
-            mvn, "-q", "-B", "-f", str(build / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if result.returncode != 0:
-        raise StackError(
-            f"Maven could not fetch Kafka {KAFKA_VERSION} (exit {result.returncode}):\n"
-            + (result.stdout + result.stderr)[-2000:]
-        )
-    # Rename only a complete download, so an interrupted fetch is retried.
-    os.replace(staging, lib)
+    except MavenError as exc:
+        raise StackError(str(exc)) from exc
     return lib
 
 
@@ -255,11 +220,17 @@ def start_kafka(settings: Settings, timeout: float = 120.0) -> int:
 
 def stop_kafka(settings: Settings) -> bool:
     """Stop the broker this stack started; return False when none ran."""
-    pid = kafka_pid(settings)
-    if pid is None:
+    record = read_pid_file(_pid_file(settings))
+    if record is None or not is_running(*record):
         _pid_file(settings).unlink(missing_ok=True)
         return False
-    stop_group(pid, timeout=30.0)
+    pid, start_ticks = record
+    try:
+        stop_group(pid, start_ticks, timeout=30.0)
+    except GroupStillRunningError as exc:
+        raise StackError(
+            f"The Kafka broker did not stop: {exc} Inspect it with `ps -o pid,stat,cmd -g {pid}`."
+        ) from exc
     _pid_file(settings).unlink(missing_ok=True)
     logger.info("stopped Kafka (pid %d)", pid)
     return True

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg2
 
+from pipeline.processes import read_live_pid, write_pid_file
 from pipeline.settings import (
     LOCAL_DATABASE,
     LOCAL_DATABASE_PASSWORD,
@@ -28,7 +29,6 @@ from pipeline.settings import (
     Settings,
 )
 from pipeline.stack.kafka import StackError, port_open
-from pipeline.stack.process import read_live_pid, write_pid_file
 
 __all__ = ["find_postgres_bin", "start_postgres", "stop_postgres", "postgres_pid"]
 

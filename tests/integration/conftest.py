@@ -165,7 +165,8 @@ class JobProcess:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.signal_group(sig)
+            # Like the supervisor: the main process first, the group later.
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -18,6 +18,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from pipeline.queries import FraudFilters, count_fraud_rows, get_engine
+
 pytestmark = pytest.mark.timeout(300)
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -199,3 +201,11 @@ def test_frauds_page_empty_filter_result(frauds_page: AppTest, fraud_rows: Fraud
     assert not frauds_page.exception
     assert len(frauds_page.dataframe) == 0
     assert [info.value for info in frauds_page.info] == ["No fraud matches these filters yet."]
+
+
+def test_count_fraud_rows_stops_past_limit(stack, fraud_rows: FraudRows) -> None:
+    engine = get_engine(stack.database_url)
+    filters = FraudFilters(devices=(fraud_rows.pager,))
+
+    assert count_fraud_rows(engine, filters) == PAGED_ROWS
+    assert count_fraud_rows(engine, filters, limit=10) == 11

@@ -13,8 +13,8 @@ import psycopg2
 import pytest
 
 from pipeline.migrate import MigrationError, migrate
+from pipeline.processes import is_running
 from pipeline.settings import get_settings
-from pipeline.stack.process import is_running
 from tests.integration.conftest import PROJECT_ROOT, LocalStack, _free_ports
 
 pytestmark = pytest.mark.timeout(600)

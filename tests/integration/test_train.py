@@ -18,7 +18,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from models.train import ARTIFACT_KEYS, load_artifact, train_model
+from models.artifact import ARTIFACT_KEYS, load_artifact
+from models.train import train_model
 from pipeline.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pipeline.generator import DEFAULT_FRAUD_RATIO
+
 pytestmark = pytest.mark.timeout(120)
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -103,7 +105,8 @@ def test_pipeline_page_shows_jobs_stopped(ports: dict[str, int]) -> None:
     for job in ("producer", "consumer-transactions", "consumer-frauds"):
         assert not app.button(key=f"start-{job}").disabled
         assert app.button(key=f"stop-{job}").disabled
-    assert app.number_input(key="producer_rate").value == 10.0
+    assert app.number_input(key="producer_rate").value == 20.0
+    assert app.number_input(key="producer_fraud_ratio").value == DEFAULT_FRAUD_RATIO
     assert app.number_input(key="producer_seed").value is None
 
 

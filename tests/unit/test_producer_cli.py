@@ -23,9 +23,9 @@ from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
 from pipeline.generator import TransactionGenerator
+from pipeline.kafka_sink import KafkaSink
 from pipeline.message import validate_message
 from pipeline.producer import (
-    KafkaSink,
     MetricsWriter,
     RatePacer,
     StdoutSink,

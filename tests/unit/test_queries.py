@@ -11,6 +11,7 @@ from pipeline.queries import (
     ALL_TIME,
     CHOICE_COLUMNS,
     FRAUD_COLUMNS,
+    MAX_COUNTED_ROWS,
     MAX_PAGE_SIZE,
     TIME_RANGES,
     FraudFilters,
@@ -121,8 +122,9 @@ def test_count_statement_uses_same_filters() -> None:
     statement, params = count_statement(FraudFilters(devices=("tablet",)))
     sql = str(statement)
 
-    assert sql.startswith("SELECT count(*) FROM shop.fraud_transactions WHERE device IN")
-    assert params == {"devices": ["tablet"]}
+    assert "FROM shop.fraud_transactions WHERE device IN" in sql
+    assert "LIMIT :count_limit" in sql
+    assert params == {"devices": ["tablet"], "count_limit": MAX_COUNTED_ROWS + 1}
 
 
 def test_filter_choices_unknown_column_raises() -> None:

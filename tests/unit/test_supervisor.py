@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.processes import process_start_ticks
 from pipeline.settings import get_settings
 from pipeline.supervisor import (
     JOBS,
@@ -21,9 +22,9 @@ from pipeline.supervisor import (
     Supervisor,
     SupervisorError,
     default_supervisor,
-    process_start_ticks,
     producer_args,
 )
+from pipeline.supervisor.__main__ import format_uptime, main
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -418,3 +419,176 @@ def test_default_supervisor_uses_settings_jobs_dir(tmp_path: Path) -> None:
 
     assert supervisor.jobs_dir == tmp_path / "jobs"
     assert supervisor.status("producer").log_path == tmp_path / "jobs" / "producer" / "output.log"
+
+
+# Command line: python -m pipeline.supervisor status | stop-all
+
+
+def run_cli(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run the supervisor's command line in a new process, as ``make stop`` does."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.supervisor", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "WORKBENCH_STATE_DIR": str(state_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def workbench_supervisor(tmp_path: Path, job_script: Path):
+    """A supervisor under the state folder that ``run_cli`` uses, running the test
+    job under the real job names, as the workbench page would start the real jobs."""
+    jobs = {name: JobDefinition((sys.executable, str(job_script), "spawn-child")) for name in JOBS}
+    supervisor = Supervisor(tmp_path / "state" / "jobs", jobs)
+    yield supervisor
+    for name in jobs:
+        supervisor.stop(name, timeout=1)
+
+
+def test_cli_status_prints_line_per_job(
+    supervisor: Supervisor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = supervisor.start("sleep")
+
+    assert main(["status"], supervisor=supervisor) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(supervisor.jobs)
+    assert lines[0].split()[:4] == ["sleep", "running", "pid", str(started.pid)]
+    assert lines[0].split()[4] == "uptime"
+    assert lines[0].split()[5].startswith("0:00:")
+    for line in lines[1:]:
+        assert line.split()[1:] == ["stopped", "pid", "-", "uptime", "-"]
+
+
+def test_cli_stop_all_stops_every_job(
+    supervisor: Supervisor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sleeping = supervisor.start("sleep")
+    spawning = supervisor.start("spawn-child")
+    assert wait_until(lambda: len(group_members(spawning.pid)) == 2)
+
+    assert main(["stop-all", "--timeout", "5"], supervisor=supervisor) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"sleep: stopped (pid {sleeping.pid})",
+        "exit: not running",
+        f"spawn-child: stopped (pid {spawning.pid})",
+        "ignore-term: not running",
+    ]
+    assert group_members(sleeping.pid) == []
+    assert group_members(spawning.pid) == []
+    for name in ("sleep", "spawn-child"):
+        status = supervisor.status(name)
+        assert not status.running
+        assert status.exit is not None
+        assert status.exit.describe() == "ended by SIGTERM, on request"
+
+
+def test_cli_stop_all_in_other_process_stops_jobs(
+    workbench_supervisor: Supervisor, tmp_path: Path
+) -> None:
+    started = workbench_supervisor.start("producer")
+    assert wait_until(lambda: len(group_members(started.pid)) == 2)
+
+    result = run_cli(tmp_path / "state", "stop-all")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"producer: stopped (pid {started.pid})",
+        "consumer-transactions: not running",
+        "consumer-frauds: not running",
+    ]
+    assert result.stderr == ""
+    assert group_members(started.pid) == []
+
+
+def test_cli_stop_in_other_process_keeps_exit_code(
+    workbench_supervisor: Supervisor, tmp_path: Path
+) -> None:
+    started = workbench_supervisor.start("producer")
+    assert wait_until(lambda: len(group_members(started.pid)) == 2)
+
+    assert run_cli(tmp_path / "state", "stop-all").returncode == 0
+
+    # Only this process, the job's parent, can collect the exit code that the
+    # command line process stored as unknown.
+    status = workbench_supervisor.status("producer")
+    assert not status.running
+    assert status.exit is not None
+    assert status.exit.returncode == -15
+    assert status.exit.stopped_by_request
+    stored = json.loads((status.log_path.parent / "exit.json").read_text())
+    assert stored["returncode"] == -15
+    assert stored["stopped_by_request"] is True
+
+
+def test_cli_status_in_other_process_shows_job(
+    workbench_supervisor: Supervisor, tmp_path: Path
+) -> None:
+    started = workbench_supervisor.start("producer")
+
+    result = run_cli(tmp_path / "state", "status")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(JOBS)
+    assert lines[0].split()[1:4] == ["running", "pid", str(started.pid)]
+    assert lines[1].split()[1:] == ["stopped", "pid", "-", "uptime", "-"]
+    assert workbench_supervisor.status("producer").running
+
+
+def test_cli_nothing_running_exits_0(tmp_path: Path) -> None:
+    stop_result = run_cli(tmp_path / "state", "stop-all")
+    status_result = run_cli(tmp_path / "state", "status")
+
+    assert stop_result.returncode == 0, stop_result.stderr
+    assert stop_result.stdout.splitlines() == [f"{name}: not running" for name in JOBS]
+    assert status_result.returncode == 0, status_result.stderr
+    assert len(status_result.stdout.splitlines()) == len(JOBS)
+
+
+def test_cli_unusable_jobs_dir_exits_1(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "jobs").write_text("a file where the jobs folder should be")
+
+    stop_result = run_cli(state_dir, "stop-all")
+    status_result = run_cli(state_dir, "status")
+
+    assert stop_result.returncode == 1
+    assert stop_result.stdout == ""
+    failures = stop_result.stderr.splitlines()
+    assert [line.split(":")[0] for line in failures] == list(JOBS)
+    assert all("stop failed: [Errno 20] Not a directory" in line for line in failures)
+    assert status_result.returncode == 1
+    assert status_result.stderr.startswith("supervisor status failed: [Errno 20] Not a directory")
+    assert "Traceback" not in stop_result.stderr + status_result.stderr
+
+
+def test_cli_invalid_settings_exits_1(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "state", "status", WORKBENCH_KAFKA_PORT="ninety")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("supervisor status failed: ")
+    assert "WORKBENCH_KAFKA_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "soon", "inf"])
+def test_cli_invalid_timeout_exits_2(tmp_path: Path, timeout: str) -> None:
+    result = run_cli(tmp_path / "state", "stop-all", "--timeout", timeout)
+
+    assert result.returncode == 2
+    assert "argument --timeout: expected a number of seconds" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "-"), (0.4, "0:00:00"), (3725.9, "1:02:05"), (90061, "1 day, 1:01:01")],
+)
+def test_format_uptime(seconds: float | None, text: str) -> None:
+    assert format_uptime(seconds) == text

@@ -2,23 +2,19 @@ import json
 import re
 from datetime import datetime, timezone
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import sklearn
 
 from models import train
-from models.features import FEATURE_NAMES, FeatureState, build_features
+from models.artifact import ARTIFACT_KEYS, fraud_score, load_artifact
+from models.features import FEATURE_NAMES
 from models.train import (
-    ARTIFACT_KEYS,
     NO_ROWS_MESSAGE,
     TrainingError,
     TrainingParams,
     fit_and_evaluate,
-    fraud_score,
-    load_artifact,
-    save_artifact,
     train_model,
 )
 
@@ -254,79 +250,6 @@ def test_training_error_is_value_error():
     assert issubclass(TrainingError, ValueError)
 
 
-def test_save_artifact_new_file_each_run(trained, tmp_path):
-    artifact, _ = trained
-
-    first = save_artifact(artifact, tmp_path / "models")
-    second = save_artifact(artifact, tmp_path / "models")
-
-    assert first != second
-    assert first.is_file()
-    assert second.is_file()
-    assert MODEL_NAME.match(first.name)
-    assert MODEL_NAME.match(second.name)
-    assert sorted(path.name for path in (tmp_path / "models").iterdir()) == sorted(
-        [first.name, second.name]
-    )
-
-
-def test_save_artifact_unwritable_folder(trained, tmp_path):
-    artifact, _ = trained
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("")
-
-    with pytest.raises(TrainingError, match="Could not write the model file to .*not-a-folder"):
-        save_artifact(artifact, blocker / "models")
-
-
-def test_saved_model_loads_and_scores(trained, transactions, tmp_path):
-    artifact, _ = trained
-    path = save_artifact(artifact, tmp_path)
-
-    loaded = load_artifact(path)
-    scores = fraud_score(loaded, transactions)
-    features = build_features(transactions, FeatureState.from_dict(loaded["feature_state"]))
-    flagged = loaded["estimator"].predict(features) == -1
-
-    assert set(loaded) == set(ARTIFACT_KEYS)
-    assert scores.shape == (len(transactions),)
-    np.testing.assert_allclose(scores, fraud_score(artifact, transactions))
-    np.testing.assert_array_equal(scores > loaded["threshold"], flagged)
-
-
-def test_fraud_score_higher_for_fraud(trained, transactions):
-    artifact, _ = trained
-
-    scores = fraud_score(artifact, transactions)
-    labels = transactions["is_fraud"].to_numpy() == 1
-
-    assert scores[labels].mean() > scores[~labels].mean()
-
-
-def test_fraud_score_feature_mismatch(trained, transactions):
-    artifact, _ = trained
-    changed = dict(artifact, feature_names=["amount", "device_freq"])
-
-    with pytest.raises(ValueError, match="trained on the features amount, device_freq, but"):
-        fraud_score(changed, transactions)
-
-
-def test_load_artifact_missing_keys(tmp_path):
-    path = tmp_path / "broken.joblib"
-    joblib.dump({"estimator": None}, path)
-
-    with pytest.raises(ValueError, match=r"is missing the key\(s\) feature_state, "):
-        load_artifact(path)
-
-
-def test_load_artifact_not_dict(tmp_path):
-    path = tmp_path / "list.joblib"
-    joblib.dump([1, 2], path)
-
-    with pytest.raises(ValueError, match="does not contain a model dict, got list"):
-        load_artifact(path)
-
-
 def test_train_model_no_rows(monkeypatch, transactions, tmp_path):
     monkeypatch.setattr(train, "load_transactions", lambda url, limit: transactions.iloc[:0])
 
@@ -364,6 +287,24 @@ def test_train_model_result(monkeypatch, transactions, tmp_path):
     assert result["rows"] == 1000
     assert load_artifact(result["model_path"])["rows"] == 1000
     assert MODEL_NAME.match(result["model_path"].rsplit("/", 1)[1])
+
+
+def test_train_model_unwritable_folder(monkeypatch, transactions, tmp_path):
+    monkeypatch.setattr(train, "load_transactions", lambda url, limit: transactions.head(limit))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+
+    match = "Could not write the model file to .*not-a-folder"
+    with pytest.raises(TrainingError, match=match) as raised:
+        train_model(
+            "postgresql://user@127.0.0.1:1/db",
+            n_estimators=5,
+            limit=200,
+            output_dir=blocker / "models",
+        )
+
+    assert "Pass a writable folder with --output-dir" in str(raised.value)
+    assert isinstance(raised.value.__cause__, OSError)
 
 
 def test_main_prints_json_last_line(monkeypatch, capsys, transactions, tmp_path):

@@ -1,0 +1,109 @@
+"""The job table: which commands the supervisor runs, and the checks on their options."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "JOBS",
+    "JobDefinition",
+    "JobOptionsError",
+    "OptionsToArgs",
+    "is_real_number",
+    "no_options",
+    "producer_args",
+]
+
+
+class JobOptionsError(ValueError):
+    """An unknown job name or an invalid job option."""
+
+
+OptionsToArgs = Callable[[str, Mapping[str, Any]], list[str]]
+
+
+def no_options(name: str, options: Mapping[str, Any]) -> list[str]:
+    """Reject every option, for jobs whose command takes none."""
+    if options:
+        raise JobOptionsError(
+            f"Job {name} takes no options, got {', '.join(sorted(options))}."
+        )
+    return []
+
+
+def producer_args(name: str, options: Mapping[str, Any]) -> list[str]:
+    """Validate the producer's options and turn them into command-line arguments.
+
+    ``rate`` is messages per second (>= 0), ``fraud_ratio`` the share of
+    fraudulent messages (0 to 1) and ``seed`` an integer for a repeatable
+    stream. An option that is missing or None is left to the producer's default.
+    """
+    unknown = sorted(set(options) - {"rate", "fraud_ratio", "seed"})
+    if unknown:
+        raise JobOptionsError(
+            f"Job {name} has no option {', '.join(unknown)}. "
+            "The options are rate, fraud_ratio and seed."
+        )
+
+    args: list[str] = []
+    rate = options.get("rate")
+    if rate is not None:
+        if not is_real_number(rate) or not math.isfinite(rate) or rate < 0:
+            raise JobOptionsError(
+                f"rate must be a number of messages per second >= 0, got {rate!r}."
+            )
+        args += ["--rate", str(rate)]
+
+    fraud_ratio = options.get("fraud_ratio")
+    if fraud_ratio is not None:
+        if not is_real_number(fraud_ratio) or not 0 <= fraud_ratio <= 1:
+            raise JobOptionsError(
+                f"fraud_ratio must be a number from 0 to 1, got {fraud_ratio!r}."
+            )
+        args += ["--fraud-ratio", str(fraud_ratio)]
+
+    seed = options.get("seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise JobOptionsError(f"seed must be a whole number, got {seed!r}.")
+        args += ["--seed", str(int(seed))]
+    return args
+
+
+def is_real_number(value: Any) -> bool:
+    """Return True for an int, float or other real number, but not for a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A job's base command and the check that turns its options into arguments.
+
+    The supervisor appends the option arguments and then
+    ``--metrics-file PATH`` to ``command``.
+    """
+
+    command: tuple[str, ...]
+    options_to_args: OptionsToArgs = no_options
+
+
+JOBS: Mapping[str, JobDefinition] = MappingProxyType(
+    {
+        "producer": JobDefinition(
+            (sys.executable, "-m", "pipeline.producer"), producer_args
+        ),
+        "consumer-transactions": JobDefinition(
+            (sys.executable, "-m", "pipeline.consumers", "transactions")
+        ),
+        "consumer-frauds": JobDefinition(
+            (sys.executable, "-m", "pipeline.consumers", "frauds")
+        ),
+    }
+)
+
