@@ -30,5 +30,6 @@ unit: setup
 	bash scripts/test.sh tests/unit
 
 bench: up
+	$(PYTHON) bench/generator_throughput.py
 	$(PYTHON) bench/producer_throughput.py
 	$(PYTHON) bench/consumer_latency.py

@@ -14,10 +14,17 @@ st.set_page_config(page_title="Fraud workbench", page_icon=":material/shield:", 
 try:
     settings = get_settings()
 except SettingsError as exc:
-    st.error(
-        f"The workbench cannot start because a setting is invalid. {exc} "
-        "Fix the environment variable and restart Streamlit."
-    )
+    settings_error = exc
+
+    def show_settings_error() -> None:
+        st.error(
+            f"The workbench cannot start because a setting is invalid. {settings_error} "
+            "Fix the environment variable and restart Streamlit."
+        )
+
+    # The only page, so that any address (/frauds, /model) shows this message
+    # instead of a page that would fail on the same setting.
+    st.navigation([st.Page(show_settings_error, title="Settings error", url_path="settings-error")]).run()
     st.stop()
 
 page = st.navigation(

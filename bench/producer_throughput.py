@@ -43,7 +43,7 @@ import kafka  # noqa: E402
 from kafka import KafkaAdminClient  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
 
-from pipeline.generator import TransactionGenerator  # noqa: E402
+from pipeline.simulator import TransactionGenerator  # noqa: E402
 from pipeline.producer import (  # noqa: E402
     UNPACED_MEAN_INTERVAL_S,
     StdoutSink,

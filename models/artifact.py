@@ -7,9 +7,15 @@ the models and writes the files.
 Score convention
 ----------------
 ``fraud_score = -IsolationForest.score_samples(X)``, so a higher
-``fraud_score`` means a more suspicious transaction. The estimator flags a
-transaction as an outlier when ``fraud_score > -estimator.offset_``. The
-model file stores that cut-off as ``threshold``.
+``fraud_score`` means a more suspicious transaction. It lies in (0, 1]:
+``fraud_score = 2 ** (-E[h(x)] / c(max_samples_))``, where ``E[h(x)]`` is the
+mean path length of ``x`` over the trees and ``c`` the average path length
+of an unsuccessful search in a binary search tree. A transaction is flagged
+(predicted fraud) exactly when ``fraud_score > threshold``, which
+:func:`flag` implements. The model file stores the estimator's own cut-off,
+``-estimator.offset_``, as ``threshold``, so :func:`flag` agrees with
+``estimator.predict(X) == -1``. Every table, chart and command of the
+workbench uses this score and this rule.
 
 Model file
 ----------
@@ -17,14 +23,23 @@ Model file
 ``isolation_forest_<UTC time>_<8 hex digits>.joblib``. The file contains a
 dict with the keys of :data:`ARTIFACT_KEYS`: ``estimator``, ``feature_state``
 (the output of :meth:`models.features.FeatureState.to_dict`),
-``feature_names``, ``threshold``, ``params``, ``metrics``, ``rows``,
+``feature_set``, ``feature_names``, ``threshold``, ``score_quantiles`` (the
+training scores at :data:`QUANTILE_LEVELS`, for threshold tuning without
+the training rows), ``params``, ``metrics``, ``rows``, ``training_window``
+(ISO 8601 ``start`` and ``end`` of the training rows, or None),
 ``sklearn_version``, ``trained_at`` (ISO 8601, UTC) and ``format_version``.
+
+A model saved by another scikit-learn version, or in another format, is not
+loaded: :class:`IncompatibleModelError` says so and asks for retraining,
+because unpickled trees of another version may score differently.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
+import warnings
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,24 +48,91 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+import sklearn
+from sklearn.exceptions import InconsistentVersionWarning
 
-from models.features import FEATURE_NAMES, FeatureState, build_features
+from models.features import FeatureState, build_features
 
-__all__ = ["ARTIFACT_KEYS", "FORMAT_VERSION", "fraud_score", "load_artifact", "save_artifact"]
+__all__ = [
+    "ARTIFACT_KEYS",
+    "model_features",
+    "FORMAT_VERSION",
+    "QUANTILE_LEVELS",
+    "IncompatibleModelError",
+    "artifact_from_bytes",
+    "artifact_to_bytes",
+    "check_compatible",
+    "flag",
+    "fraud_score",
+    "load_artifact",
+    "save_artifact",
+    "threshold_for_contamination",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ARTIFACT_KEYS: tuple[str, ...] = (
     "estimator",
     "feature_state",
+    "feature_set",
     "feature_names",
     "threshold",
+    "score_quantiles",
     "params",
     "metrics",
     "rows",
+    "training_window",
     "sklearn_version",
     "trained_at",
     "format_version",
 )
+
+# Levels at which the training fraud_score distribution is stored: every
+# 0.01 %, so a contamination of 0.001 maps to a threshold between two
+# stored points at most 0.0001 apart.
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 10_001)
+
+RETRAIN_HINT = "Retrain the model with `python -m models.train` or the Train button of the Model page."
+
+
+class IncompatibleModelError(ValueError):
+    """Error raised for a model that this code cannot score correctly, with the fix in its message."""
+
+
+def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Return True where a transaction is flagged: ``fraud_score > threshold``."""
+    return np.asarray(scores) > threshold
+
+
+def threshold_for_contamination(score_quantiles: np.ndarray, contamination: float) -> float:
+    """Return the threshold that flags a ``contamination`` share of the training rows.
+
+    It matches scikit-learn's own rule (``offset_`` is the ``contamination``
+    percentile of ``score_samples`` on the training rows) up to the
+    interpolation between the stored quantiles.
+
+    Raises
+    ------
+    ValueError
+        When ``contamination`` is outside (0, 0.5].
+    """
+    if not 0.0 < contamination <= 0.5:
+        raise ValueError(f"contamination must be in (0, 0.5], got {contamination!r}.")
+    return float(np.interp(1.0 - contamination, QUANTILE_LEVELS, np.asarray(score_quantiles)))
+
+
+def check_compatible(artifact: Mapping[str, Any]) -> None:
+    """Raise :class:`IncompatibleModelError` unless this code can score with ``artifact``."""
+    if artifact.get("format_version") != FORMAT_VERSION:
+        raise IncompatibleModelError(
+            f"The model file has format version {artifact.get('format_version')!r}, "
+            f"but this code reads version {FORMAT_VERSION}. {RETRAIN_HINT}"
+        )
+    if artifact.get("sklearn_version") != sklearn.__version__:
+        raise IncompatibleModelError(
+            f"The model was saved with scikit-learn {artifact.get('sklearn_version')}, but "
+            f"scikit-learn {sklearn.__version__} is installed, and its trees may score "
+            f"differently. {RETRAIN_HINT}"
+        )
 
 
 def fraud_score(artifact: Mapping[str, Any], df: pd.DataFrame) -> np.ndarray:
@@ -72,17 +154,29 @@ def fraud_score(artifact: Mapping[str, Any], df: pd.DataFrame) -> np.ndarray:
     Raises
     ------
     ValueError
-        When the model was trained on other features than this code builds,
-        or when ``df`` is invalid for :func:`models.features.build_features`.
+        When the model was trained on other features than this code builds
+        for its feature set, or when ``df`` is invalid for
+        :func:`models.features.build_features`.
     """
-    if list(artifact["feature_names"]) != list(FEATURE_NAMES):
-        raise ValueError(
-            f"The model was trained on the features {', '.join(artifact['feature_names'])}, "
-            f"but this code builds {', '.join(FEATURE_NAMES)}. Train a new model."
-        )
+    return -artifact["estimator"].score_samples(model_features(artifact, df))
+
+
+def model_features(artifact: Mapping[str, Any], df: pd.DataFrame) -> pd.DataFrame:
+    """Build the feature matrix that ``artifact``'s estimator takes, from its saved state.
+
+    Raises
+    ------
+    ValueError
+        As :func:`fraud_score`.
+    """
     state = FeatureState.from_dict(artifact["feature_state"])
-    features = build_features(df, state)
-    return -artifact["estimator"].score_samples(features)
+    if list(artifact["feature_names"]) != list(state.feature_names):
+        raise IncompatibleModelError(
+            f"The model was trained on the features {', '.join(artifact['feature_names'])}, "
+            f"but this code builds {', '.join(state.feature_names)} for the feature set "
+            f"{state.feature_set}. {RETRAIN_HINT}"
+        )
+    return build_features(df, state)
 
 
 def save_artifact(artifact: Mapping[str, Any], output_dir: str | os.PathLike[str]) -> Path:
@@ -114,6 +208,18 @@ def save_artifact(artifact: Mapping[str, Any], output_dir: str | os.PathLike[str
     return path
 
 
+def artifact_to_bytes(artifact: Mapping[str, Any]) -> bytes:
+    """Serialise ``artifact`` with joblib, for storing in the model registry."""
+    buffer = io.BytesIO()
+    joblib.dump(dict(artifact), buffer)
+    return buffer.getvalue()
+
+
+def artifact_from_bytes(data: bytes, source: str = "the model registry") -> dict[str, Any]:
+    """Read a model serialised by :func:`artifact_to_bytes` and check it as :func:`load_artifact` does."""
+    return _load(io.BytesIO(data), source)
+
+
 def load_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a model file written by :func:`save_artifact`.
 
@@ -122,15 +228,30 @@ def load_artifact(path: str | os.PathLike[str]) -> dict[str, Any]:
     ValueError
         When the file does not contain a model dict with every key of
         :data:`ARTIFACT_KEYS`.
+    IncompatibleModelError
+        When the model was saved by another scikit-learn version or in
+        another format version.
     """
+    return _load(path, str(path))
+
+
+def _load(source: Any, name: str) -> dict[str, Any]:
     # NOTE: joblib files are pickles, and loading one runs code it contains.
-    # Load model files only from a folder that this workbench writes.
-    artifact = joblib.load(path)
+    # Load model files only from a folder or database that this workbench writes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            artifact = joblib.load(source)
+        except InconsistentVersionWarning as exc:
+            raise IncompatibleModelError(
+                f"{name} contains a model saved with scikit-learn {exc.original_sklearn_version}, "
+                f"but scikit-learn {exc.current_sklearn_version} is installed, and its trees "
+                f"may score differently. {RETRAIN_HINT}"
+            ) from exc
     if not isinstance(artifact, dict):
-        raise ValueError(f"{path} does not contain a model dict, got {type(artifact).__name__}.")
+        raise ValueError(f"{name} does not contain a model dict, got {type(artifact).__name__}.")
+    check_compatible(artifact)
     missing = [key for key in ARTIFACT_KEYS if key not in artifact]
     if missing:
-        raise ValueError(
-            f"{path} is missing the key(s) {', '.join(missing)}. Train a new model."
-        )
+        raise ValueError(f"{name} is missing the key(s) {', '.join(missing)}. {RETRAIN_HINT}")
     return artifact

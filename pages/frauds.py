@@ -7,6 +7,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.countries import country_label
 from pipeline.health import database_error_message
 from pipeline.queries import (
     ALL_TIME,
@@ -17,6 +18,7 @@ from pipeline.queries import (
     count_fraud_rows,
     fetch_filter_choices,
     fetch_fraud_page,
+    fetch_rejected_messages,
     get_engine,
     time_range_bounds,
 )
@@ -52,6 +54,11 @@ def fraud_page(database_url: str, filters: FraudFilters, page: int, page_size: i
     return fetch_fraud_page(engine_for(database_url), filters, page, page_size)
 
 
+@st.cache_data(ttl=REFRESH_SECONDS, show_spinner=False)
+def rejected_messages(database_url: str) -> tuple:
+    return fetch_rejected_messages(engine_for(database_url))
+
+
 def reset_page() -> None:
     st.session_state.frauds_page = 1
 
@@ -78,18 +85,27 @@ COLUMN_CONFIG = {
     "last_name": "Last name",
     "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
     "device": "Device",
-    "location": "Home location",
+    "location": "Home country",
     "transaction_location": "Country",
     "fraud_reasons": st.column_config.ListColumn("Fraud reasons"),
+    "fraud_pattern": "Fraud pattern",
     "ingested_at": st.column_config.DatetimeColumn("Stored at (UTC)", format="YYYY-MM-DD HH:mm:ss"),
 }
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def fraud_table(time_range: str, devices: list[str], locations: list[str], page_size: int) -> None:
+def fraud_table(
+    time_range: str, devices: list[str], locations: list[str], patterns: list[str], page_size: int
+) -> None:
     now = datetime.now(timezone.utc)
     start, end = time_range_bounds(time_range, now)
-    filters = FraudFilters(start=start, end=end, devices=tuple(devices), locations=tuple(locations))
+    filters = FraudFilters(
+        start=start,
+        end=end,
+        devices=tuple(devices),
+        locations=tuple(locations),
+        patterns=tuple(patterns),
+    )
 
     try:
         total = matching_count(settings.database_url, filters)
@@ -105,12 +121,18 @@ def fraud_table(time_range: str, devices: list[str], locations: list[str], page_
     if total > MAX_COUNTED_ROWS:
         matched = f"More than {MAX_COUNTED_ROWS:,} frauds match · page {result.page}"
     else:
-        matched = f"{total:,} frauds match · page {result.page} of {last_page}"
+        noun = "fraud matches" if total == 1 else "frauds match"
+        matched = f"{total:,} {noun} · page {result.page} of {last_page}"
     st.caption(f"{matched} · refreshed {now:%H:%M:%S} UTC, every {REFRESH_SECONDS} s")
     if result.rows.empty:
         st.info("No fraud matches these filters yet.")
     else:
-        st.dataframe(result.rows, hide_index=True, column_config=COLUMN_CONFIG)
+        # Country codes with their names beside them, such as "DE · Germany".
+        rows = result.rows.assign(
+            location=result.rows["location"].map(country_label),
+            transaction_location=result.rows["transaction_location"].map(country_label),
+        )
+        st.dataframe(rows, hide_index=True, column_config=COLUMN_CONFIG)
 
     previous_column, next_column, _ = st.columns([1, 1, 6])
     previous_column.button(
@@ -133,10 +155,28 @@ def fraud_table(time_range: str, devices: list[str], locations: list[str], page_
     )
 
 
+@st.fragment(run_every=REFRESH_SECONDS)
+def rejected_table() -> None:
+    try:
+        rows, total = rejected_messages(settings.database_url)
+    except (SQLAlchemyError, ValueError):
+        # The fraud table reports the database error; one message is enough.
+        st.caption("Rejected messages cannot be read while the database is unavailable.")
+        return
+    if total == 0:
+        st.caption("No record has been rejected.")
+        return
+    shown = f"more than {MAX_COUNTED_ROWS:,}" if total > MAX_COUNTED_ROWS else f"{total:,}"
+    st.caption(f"{shown} records rejected in all; the newest {len(rows)} are shown.")
+    st.dataframe(rows, hide_index=True)
+
+
 st.title("Frauds")
 st.caption("Transactions labelled fraud, newest event time first.")
 
-time_column, device_column, country_column, size_column = st.columns([1.2, 2, 2, 0.8])
+time_column, device_column, country_column, pattern_column, size_column = st.columns(
+    [1.2, 1.6, 1.6, 1.6, 0.8]
+)
 time_range = time_column.selectbox(
     "Time range",
     list(TIME_RANGES),
@@ -157,9 +197,24 @@ locations = country_column.multiselect(
     key="frauds_locations",
     on_change=reset_page,
     placeholder="All countries",
+    format_func=country_label,
+)
+patterns = pattern_column.multiselect(
+    "Fraud pattern",
+    load_choices("fraud_pattern", "frauds_patterns"),
+    key="frauds_patterns",
+    on_change=reset_page,
+    placeholder="All patterns",
 )
 page_size = size_column.selectbox(
     "Rows per page", PAGE_SIZES, index=1, key="frauds_page_size", on_change=reset_page
 )
 
-fraud_table(time_range, devices, locations, page_size)
+fraud_table(time_range, devices, locations, patterns, page_size)
+
+with st.expander("Rejected messages", icon=":material/block:"):
+    st.caption(
+        "Records the consumers could not accept, with the reason. They are kept in "
+        "shop.rejected_messages and never stored as transactions."
+    )
+    rejected_table()

@@ -1,11 +1,13 @@
-"""Pipeline page: start and stop the producer and consumers, and watch them work."""
+"""Pipeline page: start, stop and watch the producer and consumers, and start fraud campaigns."""
 
 import streamlit as st
 
 from pipeline import supervisor
-from pipeline.generator import DEFAULT_FRAUD_RATIO
 from pipeline.health import HealthResult, check_kafka, check_postgres
+from pipeline.producer_options import DEFAULT_CAMPAIGN_COUNT
 from pipeline.settings import get_settings
+from pipeline.simulator import DEFAULT_FRAUD_RATIO, FRAUD_PATTERNS
+from pipeline.supervisor.jobs import MAX_CAMPAIGN_COUNT
 
 STATUS_REFRESH_SECONDS = 2
 HEALTH_REFRESH_SECONDS = 10
@@ -15,12 +17,17 @@ JOB_TITLES = {
     "producer": "Producer",
     "consumer-transactions": "Transactions consumer",
     "consumer-frauds": "Frauds consumer",
+    "campaign": "Campaign",
 }
+# Jobs that run until stopped, shown side by side. The one-shot campaign has
+# its own section.
+LONG_RUNNING_JOBS = ("producer", "consumer-transactions", "consumer-frauds")
 # Job name -> (metrics key, label) of the job's main progress number.
 PROGRESS = {
     "producer": ("sent", "Messages sent"),
     "consumer-transactions": ("rows_written", "Rows written"),
     "consumer-frauds": ("rows_written", "Rows written"),
+    "campaign": ("sent", "Messages sent"),
 }
 
 settings = get_settings()
@@ -64,6 +71,13 @@ def start_job(name: str) -> None:
         options = {
             "rate": st.session_state.get("producer_rate"),
             "fraud_ratio": st.session_state.get("producer_fraud_ratio"),
+            "seed": st.session_state.get("producer_seed"),
+        }
+    elif name == "campaign":
+        # The producer's seed, so the campaign hits the users the producer streams.
+        options = {
+            "pattern": st.session_state.get("campaign_pattern"),
+            "count": st.session_state.get("campaign_count"),
             "seed": st.session_state.get("producer_seed"),
         }
     title = JOB_TITLES[name]
@@ -213,9 +227,66 @@ def job_panel() -> None:
         )
         return
 
-    for column, job in zip(st.columns(len(statuses)), statuses.values()):
+    jobs = [statuses[name] for name in LONG_RUNNING_JOBS]
+    for column, job in zip(st.columns(len(jobs)), jobs):
         with column, st.container(border=True):
             show_job(job)
+
+
+def campaign_options() -> None:
+    pattern_column, count_column, button_column = st.columns([2, 1, 1], vertical_alignment="bottom")
+    pattern_column.selectbox(
+        "Fraud pattern",
+        FRAUD_PATTERNS,
+        key="campaign_pattern",
+        help="The pattern of every message of the campaign; docs/fraud-patterns.md describes each.",
+    )
+    count_column.number_input(
+        "Messages",
+        min_value=1,
+        max_value=MAX_CAMPAIGN_COUNT,
+        value=DEFAULT_CAMPAIGN_COUNT,
+        step=1,
+        key="campaign_count",
+        help="Number of messages the campaign sends. A geo_jump campaign sends a "
+        "legitimate transaction at home before each jump, so half are frauds.",
+    )
+    button_column.button(
+        "Start campaign",
+        key="start-campaign",
+        on_click=start_job,
+        args=("campaign",),
+        icon=":material/bolt:",
+        width="stretch",
+    )
+    st.caption(
+        "A campaign sends its messages at once, stamped with the current time, to the "
+        "users of the producer's seed (seed 0 when the seed is empty)."
+    )
+
+
+@st.fragment(run_every=STATUS_REFRESH_SECONDS)
+def campaign_panel() -> None:
+    try:
+        job = supervisor.default_supervisor(settings).status("campaign", log_lines=LOG_LINES)
+    except OSError as exc:
+        st.error(
+            f"The job state under {settings.jobs_dir} cannot be read: {exc}. "
+            "Check that WORKBENCH_STATE_DIR points to a writable folder."
+        )
+        return
+
+    with st.container(border=True):
+        if job.running:
+            st.markdown(f":green[:material/play_circle: Running] · pid {job.pid}")
+        elif job.exit is not None:
+            st.markdown(f":gray[:material/flag: Finished] · {job.exit.describe()}")
+        else:
+            st.markdown(":gray[:material/flag: No campaign yet]")
+        key, label = PROGRESS["campaign"]
+        st.metric(label, format_number(job.metrics[key]) if key in job.metrics else "–")
+        st.caption(f"Last log lines ({job.log_path})")
+        st.code("\n".join(job.log_tail) or "No output yet.", language=None, wrap_lines=True)
 
 
 st.title("Pipeline")
@@ -230,3 +301,7 @@ producer_options()
 
 st.subheader("Jobs")
 job_panel()
+
+st.subheader("Fraud campaign")
+campaign_options()
+campaign_panel()

@@ -116,7 +116,8 @@ def database_error_message(
     except (ArgumentError, ValueError):
         return _invalid_url_message(database_url)
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    detail = _scrub(_first_line(original), database_url)
+    # The driver's sentence may end in "?" or ".", and the messages add their own.
+    detail = _scrub(_first_line(original), database_url).rstrip(" .?!")
     lowered = str(original).lower()
 
     if isinstance(original, psycopg2.errors.UndefinedTable):

@@ -34,6 +34,7 @@ __all__ = [
     "KafkaSink",
     "KafkaUnreachableError",
     "ensure_topic",
+    "prepare_topic",
     "open_kafka_sink",
 ]
 
@@ -259,10 +260,20 @@ def _warn_without_native_crc32c() -> None:
         )
 
 
-def open_kafka_sink(
-    settings: Settings, topic: str, partitions: int, replication_factor: int
-) -> KafkaSink:
-    """Connect, create the topic if missing and return a sink with a ready producer.
+def _connection(settings: Settings) -> dict:
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": CLIENT_ID,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        **settings.kafka_client_config(),
+    }
+
+
+def prepare_topic(
+    settings: Settings, topic: str, partitions: int, replication_factor: int = 1
+) -> None:
+    """Connect to Kafka and create ``topic`` unless it exists.
 
     Raises
     ------
@@ -270,16 +281,9 @@ def open_kafka_sink(
         When no broker answers within ``BOOTSTRAP_TIMEOUT_MS`` or the
         connection is rejected, for example by SASL authentication.
     """
-    connection = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "client_id": CLIENT_ID,
-        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-        "request_timeout_ms": REQUEST_TIMEOUT_MS,
-        **settings.kafka_client_config(),
-    }
     try:
         with _quiet_kafka_logs():
-            admin = KafkaAdminClient(**connection)
+            admin = KafkaAdminClient(**_connection(settings))
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
         raise KafkaUnreachableError(_unreachable_message(settings, exc)) from None
     except KafkaError as exc:
@@ -293,12 +297,26 @@ def open_kafka_sink(
     finally:
         admin.close()
 
+
+def open_kafka_sink(
+    settings: Settings, topic: str, partitions: int, replication_factor: int
+) -> KafkaSink:
+    """Connect, create the topic if missing and return a sink with a ready producer.
+
+    Raises
+    ------
+    KafkaUnreachableError
+        When no broker answers within ``BOOTSTRAP_TIMEOUT_MS`` or the
+        connection is rejected, for example by SASL authentication.
+    """
+    prepare_topic(settings, topic, partitions, replication_factor)
+
     _warn_without_native_crc32c()
 
     try:
         with _quiet_kafka_logs():
             producer = KafkaProducer(
-                **connection,
+                **_connection(settings),
                 acks="all",
                 linger_ms=LINGER_MS,
                 batch_size=BATCH_SIZE_BYTES,

@@ -24,7 +24,7 @@ FETCH_TIMEOUT_S = 900
 
 
 class MavenError(RuntimeError):
-    """Maven is missing or could not fetch the artifacts; the message says which."""
+    """Maven is missing or could not fetch the artifacts. The message names them."""
 
 
 def _pom(coordinates: Sequence[str]) -> str:

@@ -1,8 +1,20 @@
 """The transaction message: its fields and the validation every consumer applies.
 
-A message is one JSON object per Kafka record, keyed by ``user_id``. The
-producer writes exactly :data:`MESSAGE_FIELDS`; consumers ignore extra fields
+A message is one JSON object per Kafka record, keyed by ``user_id``. Every
+field of :data:`MESSAGE_FIELDS` is required. Consumers ignore extra fields,
 so that a newer producer does not break an older consumer.
+
+:data:`OPTIONAL_FIELDS` may be missing, because producers older than the
+field do not write it:
+
+``fraud_pattern``
+    The fraud pattern that made a fraudulent message, such as
+    ``card_testing``. When present it must be null or a non-empty string of
+    at most :data:`MAX_FRAUD_PATTERN_CHARS` characters, and it must be null
+    when ``is_fraud`` is 0. Missing and null are stored as NULL. A message
+    with ``is_fraud = 1`` and no pattern is valid, as older producers write
+    it. Any name is accepted, not only the patterns of
+    :mod:`pipeline.simulator`, so a newer producer may add patterns.
 
 :func:`validate_message` is pure. It returns the typed record, or the reason
 the record belongs in ``shop.rejected_messages``: a record is never stored
@@ -17,7 +29,14 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["MESSAGE_FIELDS", "MAX_AMOUNT", "validate_message", "parse_timestamp"]
+__all__ = [
+    "MAX_AMOUNT",
+    "MAX_FRAUD_PATTERN_CHARS",
+    "MESSAGE_FIELDS",
+    "OPTIONAL_FIELDS",
+    "parse_timestamp",
+    "validate_message",
+]
 
 MESSAGE_FIELDS = (
     "user_id",
@@ -33,6 +52,8 @@ MESSAGE_FIELDS = (
     "fraud_reasons",
 )
 
+OPTIONAL_FIELDS = ("fraud_pattern",)
+
 TEXT_FIELDS = (
     "user_id",
     "transaction_id",
@@ -47,6 +68,7 @@ TEXT_FIELDS = (
 MAX_AMOUNT = Decimal("9999999999.99")
 CENT = Decimal("0.01")
 MAX_REASON_VALUE_CHARS = 60
+MAX_FRAUD_PATTERN_CHARS = 64
 
 
 def _show(value: Any) -> str:
@@ -83,8 +105,9 @@ def validate_message(value: bytes | str | None) -> tuple[dict[str, Any] | None, 
     -------
     record, reason
         Exactly one is not None. ``record`` has every field of
-        :data:`MESSAGE_FIELDS` with ``timestamp`` as an aware UTC datetime,
-        ``amount`` as a Decimal rounded to the cent and ``is_fraud`` as 0 or 1.
+        :data:`MESSAGE_FIELDS` and :data:`OPTIONAL_FIELDS`, with ``timestamp``
+        as an aware UTC datetime, ``amount`` as a Decimal rounded to the
+        cent, ``is_fraud`` as 0 or 1 and ``fraud_pattern`` as a string or None.
         ``reason`` is a sentence naming the field and the value received.
     """
     if value is None:
@@ -117,7 +140,8 @@ def validate_message(value: bytes | str | None) -> tuple[dict[str, Any] | None, 
         return None, f"field timestamp must be an ISO 8601 string, got {_show(raw_time)}"
     try:
         record["timestamp"] = parse_timestamp(raw_time)
-    except ValueError:
+    except (ValueError, OverflowError):
+        # OverflowError: a valid date whose offset moves it past year 1 or 9999.
         return None, (
             "field timestamp must be ISO 8601 with a UTC offset "
             f"(for example 2026-01-31T12:00:00+00:00), got {_show(raw_time)}"
@@ -137,7 +161,7 @@ def validate_message(value: bytes | str | None) -> tuple[dict[str, Any] | None, 
     record["amount"] = amount
 
     raw_label = payload["is_fraud"]
-    if raw_label in (0, 1) and not isinstance(raw_label, float):
+    if raw_label in (0, 1) and not isinstance(raw_label, (bool, float)):
         record["is_fraud"] = int(raw_label)
     else:
         return None, f"field is_fraud must be 0 or 1, got {_show(raw_label)}"
@@ -146,5 +170,28 @@ def validate_message(value: bytes | str | None) -> tuple[dict[str, Any] | None, 
     if not isinstance(reasons, list) or not all(isinstance(item, str) for item in reasons):
         return None, f"field fraud_reasons must be a list of strings, got {_show(reasons)}"
     record["fraud_reasons"] = reasons
+
+    pattern = payload.get("fraud_pattern")
+    if pattern is not None:
+        if (
+            not isinstance(pattern, str)
+            or not pattern.strip()
+            or len(pattern) > MAX_FRAUD_PATTERN_CHARS
+        ):
+            return None, (
+                "field fraud_pattern must be null or a non-empty string of at most "
+                f"{MAX_FRAUD_PATTERN_CHARS} characters, got {_show(pattern)}"
+            )
+        if record["is_fraud"] == 0:
+            return None, (
+                f"field fraud_pattern must be null when is_fraud is 0, got {_show(pattern)}"
+            )
+    record["fraud_pattern"] = pattern
+
+    # PostgreSQL text cannot hold NUL, so such a record could never be stored.
+    for name in (*TEXT_FIELDS, "fraud_reasons", "fraud_pattern"):
+        values = record[name] if isinstance(record[name], list) else [record[name]]
+        if any(isinstance(item, str) and "\x00" in item for item in values):
+            return None, f"field {name} contains a NUL character (\\u0000), which cannot be stored"
 
     return record, None

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS shop.schema_migrations (
 
 
 class MigrationError(RuntimeError):
-    """A migration could not be applied; the message says which file and why."""
+    """A migration could not be applied. The message names the file and the reason."""
 
 
 def _checksum(path: Path) -> str:

@@ -3,19 +3,31 @@
 Usage::
 
     python -m pipeline.producer [--count N] [--rate TX_PER_S] [--seed S]
-        [--start-time ISO] [--fraud-ratio F] [--topic NAME] [--partitions P]
+        [--start-time ISO] [--users N] [--fraud-ratio F]
+        [--pattern-mix NAME=W,...] [--topic NAME] [--partitions P]
         [--replication-factor R] [--stdout] [--metrics-file PATH]
+    python -m pipeline.producer --campaign PATTERN [--count N] [--rate TX_PER_S]
+        [--seed S] [--users N] [--topic NAME] [--stdout] [--metrics-file PATH]
 
 Each record has the user id as its key (UTF-8) and a message of
-:mod:`pipeline.generator` as its value (compact UTF-8 JSON). Kafka's default
+:mod:`pipeline.simulator` as its value (compact UTF-8 JSON). Kafka's default
 partitioner hashes the key, so all transactions of one user land in one
 partition, in order. The topic is created when missing.
 
-The same ``--seed``, ``--start-time`` and ``--rate`` give the same messages,
-in Kafka and with ``--stdout``. With ``--start-time``, timestamps are
+The same ``--seed``, ``--start-time``, ``--rate``, ``--users``,
+``--fraud-ratio`` and ``--pattern-mix`` give byte-identical messages, in
+Kafka and with ``--stdout``. With ``--start-time``, timestamps are
 simulated: ``--rate`` sets their mean gap to ``1 / rate`` seconds (1 ms
 without it). Without ``--start-time`` the stream is live and each message is
 stamped with the time it was made. The other fields depend on neither.
+Without ``--seed`` the stream is random, and the users are those of seed 0,
+so separate runs share one population.
+
+``--campaign PATTERN`` sends ``--count`` messages (20 by default) of that
+one fraud pattern, stamped with the current time, to the users of the
+``--seed`` population, and exits. A ``geo_jump`` campaign sends a legitimate
+transaction at home before each jump, so half of its messages are frauds.
+The options are parsed in :mod:`pipeline.producer_options`.
 
 Output
 ------
@@ -52,7 +64,6 @@ failed or Kafka is not reachable, 2 for an invalid option or setting.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -62,17 +73,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
-from pipeline.generator import DEFAULT_FRAUD_RATIO, TransactionGenerator
 from pipeline.jobmetrics import write_metrics
 from pipeline.kafka_sink import KafkaUnreachableError, open_kafka_sink
-from pipeline.message import parse_timestamp
+from pipeline.producer_options import UNPACED_MEAN_INTERVAL_S, build_generator, parse_args
 from pipeline.settings import SettingsError, get_settings
 
 __all__ = [
+    "UNPACED_MEAN_INTERVAL_S",
     "RatePacer",
     "StdoutSink",
     "format_summary",
@@ -86,12 +96,7 @@ logger = logging.getLogger("pipeline.producer" if __name__ == "__main__" else __
 
 SUMMARY_KEYS = ("sent", "failed", "elapsed_s", "rate_per_s")
 
-# Event-time spacing when --rate is omitted, so a bulk run does not spread its
-# timestamps one second apart (the generator's default).
-UNPACED_MEAN_INTERVAL_S = 0.001
 METRICS_INTERVAL_S = 1.0
-# Upper bound of --partitions and --replication-factor, as for KAFKA_TOPIC_PARTITIONS.
-MAX_TOPIC_SIZE = 1000
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -111,113 +116,6 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
     def counts(self) -> tuple[int, int]: ...
-
-
-# ---------------------------------------------------------------- arguments
-
-
-def _number_parser(
-    convert: type[int] | type[float], low: float, high: float = math.inf
-) -> Callable[[str], Any]:
-    kind = "a whole number" if convert is int else "a number"
-    if high == math.inf:
-        allowed = f"{kind} of at least {low:g}"
-    else:
-        allowed = f"{kind} from {low:g} to {high:g}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _start_time(text: str) -> datetime:
-    try:
-        return parse_timestamp(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be ISO 8601 with a UTC offset, for example 2026-01-05T10:00:00+00:00, "
-            f"got {text!r}"
-        ) from None
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line. An invalid option exits with status 2 and a message."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.producer",
-        description="Send synthetic card transactions to Kafka, or print them as JSON lines.",
-    )
-
-    parser.add_argument(
-        "--count",
-        metavar="N",
-        type=_number_parser(int, 0),
-        help="number of messages to send before stopping (default: run until SIGINT or SIGTERM)",
-    )
-    parser.add_argument(
-        "--rate",
-        metavar="TX_PER_S",
-        type=_number_parser(float, 0),
-        default=0.0,
-        help="maximum messages per second (default: 0, no limit)",
-    )
-
-    parser.add_argument(
-        "--seed",
-        metavar="S",
-        type=int,
-        help="random seed (the same seed, --start-time and --rate repeat the messages)",
-    )
-    parser.add_argument(
-        "--start-time",
-        metavar="ISO",
-        type=_start_time,
-        help="ISO 8601 timestamp with a UTC offset for the first message; simulated "
-        "timestamps follow it (default: stamp each message with the current time)",
-    )
-    parser.add_argument(
-        "--fraud-ratio",
-        metavar="F",
-        type=_number_parser(float, 0, 1),
-        default=DEFAULT_FRAUD_RATIO,
-        help=f"share of messages labelled fraud, from 0 to 1 (default: {DEFAULT_FRAUD_RATIO})",
-    )
-
-    parser.add_argument(
-        "--topic", metavar="NAME", help="Kafka topic (default: the KAFKA_TOPIC setting)"
-    )
-    parser.add_argument(
-        "--partitions",
-        metavar="P",
-        type=_number_parser(int, 1, MAX_TOPIC_SIZE),
-        help="partitions of the topic if it is created (default: KAFKA_TOPIC_PARTITIONS)",
-    )
-    parser.add_argument(
-        "--replication-factor",
-        metavar="R",
-        type=_number_parser(int, 1, MAX_TOPIC_SIZE),
-        default=1,
-        help="replicas of each partition if the topic is created (default: 1)",
-    )
-
-    parser.add_argument(
-        "--stdout",
-        action="store_true",
-        help="write JSON lines to stdout instead of Kafka, and the summary to stderr",
-    )
-    parser.add_argument(
-        "--metrics-file",
-        metavar="PATH",
-        help="JSON file rewritten about once per second with sent, failed and rate_per_s",
-    )
-
-    return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------- summary and pacing
@@ -302,6 +200,10 @@ class MetricsWriter:
 # ---------------------------------------------------------------- sinks
 
 
+# One encoder for every line: json.dumps with separators builds a new one per call.
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 class StdoutSink:
     """Sink that writes each message as one compact JSON line to ``stream``."""
 
@@ -311,7 +213,7 @@ class StdoutSink:
 
     def send(self, message: dict[str, Any], stop: threading.Event) -> bool:
         try:
-            self.stream.write(json.dumps(message, separators=(",", ":")) + "\n")
+            self.stream.write(COMPACT_JSON.encode(message) + "\n")
         except BrokenPipeError:
             logger.info("The reader closed stdout, so the producer stops")
             self._discard_output()
@@ -397,24 +299,6 @@ def produce(
     return queued
 
 
-def _build_generator(args: argparse.Namespace) -> TransactionGenerator:
-    mean_interval_s = 1.0 / args.rate if args.rate > 0 else UNPACED_MEAN_INTERVAL_S
-    # Without --start-time the stream is live: each message carries the time
-    # it was made, so ingested_at - event_time is the pipeline's latency.
-    clock = None if args.start_time else _utc_now
-    return TransactionGenerator(
-        seed=args.seed,
-        start_time=args.start_time,
-        fraud_ratio=args.fraud_ratio,
-        mean_interval_s=mean_interval_s,
-        clock=clock,
-    )
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the producer command line and return its exit status."""
     args = parse_args(argv)
@@ -435,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # wait ends the run cleanly instead of with a traceback.
     stop = threading.Event()
     _install_signal_handlers(stop)
-    generator = _build_generator(args)
+    generator = build_generator(args)
     topic = args.topic or settings.kafka_topic
     sink: Sink
     if args.stdout:
@@ -455,11 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pacer = RatePacer(args.rate) if args.rate > 0 else None
     metrics = MetricsWriter(args.metrics_file) if args.metrics_file else None
     logger.info(
-        "Producing %s message(s) to %s (rate limit: %s, seed: %s)",
+        "Producing %s message(s) to %s (rate limit: %s, seed: %s, users: %d, %s)",
         args.count if args.count is not None else "unlimited",
         destination,
         f"{args.rate:g}/s" if pacer else "none",
         args.seed,
+        args.users,
+        f"campaign: {args.campaign}" if args.campaign else f"fraud ratio: {args.fraud_ratio:g}",
     )
 
     started = time.monotonic()

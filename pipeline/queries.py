@@ -28,6 +28,7 @@ __all__ = [
     "FraudPage",
     "count_fraud_rows",
     "count_statement",
+    "fetch_rejected_messages",
     "MAX_COUNTED_ROWS",
     "fetch_filter_choices",
     "fetch_fraud_page",
@@ -65,6 +66,7 @@ FRAUD_COLUMNS = (
     "location",
     "transaction_location",
     "fraud_reasons",
+    "fraud_pattern",
     "ingested_at",
 )
 
@@ -80,6 +82,8 @@ class FraudFilters:
     devices: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()
     """Values of ``transaction_location``, the country of the transaction."""
+    patterns: tuple[str, ...] = ()
+    """Values of ``fraud_pattern``, such as ``card_testing``."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,10 @@ def _where(filters: FraudFilters) -> tuple[str, dict[str, Any], list[str]]:
         clauses.append("transaction_location IN :locations")
         params["locations"] = list(filters.locations)
         expanding.append("locations")
+    if filters.patterns:
+        clauses.append("fraud_pattern IN :patterns")
+        params["patterns"] = list(filters.patterns)
+        expanding.append("patterns")
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
     return where, params, expanding
 
@@ -261,7 +269,7 @@ WITH RECURSIVE choices AS (
 )
 SELECT value FROM choices WHERE value IS NOT NULL LIMIT :limit
 """
-CHOICE_COLUMNS = ("device", "transaction_location")
+CHOICE_COLUMNS = ("device", "transaction_location", "fraud_pattern")
 _CHOICES_SQL = {column: _CHOICES_TEMPLATE.format(column=column) for column in CHOICE_COLUMNS}
 
 
@@ -298,3 +306,23 @@ def fetch_table_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         row = connection.execute(sql).mappings().one()
     return {name: int(value) for name, value in row.items()}
+
+
+REJECTED_COLUMNS = ("received_at", "kafka_topic", "kafka_partition", "kafka_offset", "reason", "raw_payload")
+
+
+def fetch_rejected_messages(engine: Engine, limit: int = 20) -> tuple[pd.DataFrame, int]:
+    """Return the newest quarantined records and their count, capped at ``MAX_COUNTED_ROWS + 1``."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be from 1 to {MAX_PAGE_SIZE}, got {limit!r}.")
+    rows_sql = text(
+        f"SELECT {', '.join(REJECTED_COLUMNS)} FROM shop.rejected_messages"
+        " ORDER BY received_at DESC LIMIT :limit"
+    )
+    count_sql = text(
+        "SELECT count(*) FROM (SELECT 1 FROM shop.rejected_messages LIMIT :count_limit) AS rejected"
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(rows_sql, {"limit": limit}).all()
+        count = connection.execute(count_sql, {"count_limit": MAX_COUNTED_ROWS + 1}).scalar_one()
+    return pd.DataFrame([tuple(row) for row in rows], columns=list(REJECTED_COLUMNS)), int(count)

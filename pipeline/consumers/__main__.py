@@ -32,11 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from pipeline.consumers.job import run
+    from pipeline.kafka_sink import KafkaUnreachableError
     from pipeline.maven import MavenError
 
     try:
         return run(settings, args.sink, args.metrics_file)
-    except MavenError as exc:
+    except (KafkaUnreachableError, MavenError) as exc:
         print(f"The {args.sink} consumer cannot start: {exc}", file=sys.stderr)
         return 1
 

@@ -158,7 +158,11 @@ def _wait_for_batch_end(query: StreamingQuery, timeout: float = STOP_TIMEOUT_S) 
 def run(settings: Settings, sink: str, metrics_file: str | None = None) -> int:
     """Run the consumer ``sink`` until SIGTERM or SIGINT; return an exit code."""
     from pipeline.consumers.session import build_session
+    from pipeline.kafka_sink import prepare_topic
 
+    # Spark's Kafka source fails on a topic that does not exist yet, so a
+    # consumer started before the producer creates it with the same layout.
+    prepare_topic(settings, settings.kafka_topic, settings.kafka_topic_partitions)
     spark = build_session(settings, f"fraud-workbench-{sink}")
     spark.streams.addListener(ProgressLogger())
     query = start_query(spark, settings, sink, metrics_file=metrics_file)

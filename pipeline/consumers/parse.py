@@ -40,6 +40,7 @@ PARSED_SCHEMA = StructType(
         StructField("device", StringType()),
         StructField("is_fraud", ShortType()),
         StructField("fraud_reasons", ArrayType(StringType())),
+        StructField("fraud_pattern", StringType()),
         StructField("kafka_topic", StringType(), nullable=False),
         StructField("kafka_partition", IntegerType(), nullable=False),
         StructField("kafka_offset", LongType(), nullable=False),
@@ -60,6 +61,7 @@ MESSAGE_COLUMNS = [
     "device",
     "is_fraud",
     "fraud_reasons",
+    "fraud_pattern",
 ]
 
 LEDGER_COLUMNS = (
@@ -74,6 +76,7 @@ LEDGER_COLUMNS = (
     "device",
     "is_fraud",
     "fraud_reasons",
+    "fraud_pattern",
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
@@ -86,9 +89,10 @@ MAX_RAW_PAYLOAD_CHARS = 100_000
 
 
 def _decode(value: bytes | bytearray | None) -> str | None:
+    """Decode for storage: invalid UTF-8 and NUL, which PostgreSQL text rejects, become U+FFFD."""
     if value is None:
         return None
-    return bytes(value).decode("utf-8", errors="replace")
+    return bytes(value).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def parse_frame(raw: pd.DataFrame) -> pd.DataFrame:

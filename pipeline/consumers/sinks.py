@@ -8,7 +8,9 @@ none of it behind and the replay writes it whole.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -21,11 +23,17 @@ __all__ = ["write_partition", "PartitionCounts"]
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
+# How long a partition write waits for PostgreSQL to come back before the
+# batch fails; Spark then replays it when the consumer restarts.
+CONNECT_RETRY_S = 300.0
+# Errors caused by the values of a row: psycopg2 raises ValueError itself for
+# a NUL character, before the server sees the statement.
+ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, ValueError)
 
 INSERT_LEDGER = """
 INSERT INTO shop.transactions (
     transaction_id, user_id, event_time, first_name, last_name, location,
-    transaction_location, amount, device, is_fraud, fraud_reasons,
+    transaction_location, amount, device, is_fraud, fraud_reasons, fraud_pattern,
     kafka_topic, kafka_partition, kafka_offset
 ) VALUES %s
 ON CONFLICT (transaction_id) DO NOTHING
@@ -35,7 +43,7 @@ RETURNING 1
 INSERT_FRAUD = """
 INSERT INTO shop.fraud_transactions (
     transaction_id, user_id, event_time, first_name, last_name, location,
-    transaction_location, amount, device, fraud_reasons,
+    transaction_location, amount, device, fraud_reasons, fraud_pattern,
     kafka_topic, kafka_partition, kafka_offset
 ) VALUES %s
 ON CONFLICT (transaction_id) DO NOTHING
@@ -113,6 +121,7 @@ def write_partition(
             row.device,
             row.is_fraud,
             list(row.fraud_reasons),
+            row.fraud_pattern,
             row.kafka_topic,
             row.kafka_partition,
             row.kafka_offset,
@@ -126,11 +135,67 @@ def write_partition(
         return
 
     statement = INSERT_LEDGER if sink == "transactions" else INSERT_FRAUD
-    connection = psycopg2.connect(database_url, connect_timeout=10)
+    connection = _connect(database_url)
     try:
         with connection, connection.cursor() as cursor:
-            inserted = _insert(cursor, statement, valid)
+            try:
+                cursor.execute("SAVEPOINT batch")
+                inserted = _insert(cursor, statement, valid)
+            except ROW_ERRORS as exc:
+                # One row PostgreSQL will not take must not stop the stream:
+                # insert row by row and quarantine the ones it rejects.
+                cursor.execute("ROLLBACK TO SAVEPOINT batch")
+                logger.warning("batch insert failed (%s), retrying row by row", _first_line(exc))
+                inserted, failed = _insert_each(cursor, statement, valid)
+                rejected.extend(failed)
             rejected_inserted = _insert(cursor, INSERT_REJECTED, rejected)
     finally:
         connection.close()
     yield (len(valid), inserted, len(rejected), rejected_inserted)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _insert_each(cursor: Any, statement: str, rows: list[tuple]) -> tuple[int, list[tuple]]:
+    """Insert rows one at a time; return the count inserted and quarantine rows for the rest."""
+    inserted = 0
+    failed: list[tuple] = []
+    for row in rows:
+        cursor.execute("SAVEPOINT row")
+        try:
+            inserted += _insert(cursor, statement, [row])
+        except ROW_ERRORS as exc:
+            cursor.execute("ROLLBACK TO SAVEPOINT row")
+            topic, partition, offset = row[-3:]
+            payload = json.dumps(dict(zip(_column_names(statement), row)), default=str)
+            reason = f"PostgreSQL rejected the row: {_first_line(exc)}"
+            logger.warning("quarantined %s[%s]@%s: %s", topic, partition, offset, reason)
+            failed.append((topic, partition, offset, None, payload, reason))
+    return inserted, failed
+
+
+def _column_names(statement: str) -> list[str]:
+    columns = statement.split("(", 1)[1].split(")", 1)[0]
+    return [name.strip() for name in columns.split(",")]
+
+
+def _connect(database_url: str) -> Any:
+    """Connect to PostgreSQL, retrying for up to ``CONNECT_RETRY_S`` while it is unreachable.
+
+    A database restart then delays the stream instead of failing the query.
+    """
+    deadline = time.monotonic() + CONNECT_RETRY_S
+    delay = 1.0
+    while True:
+        try:
+            return psycopg2.connect(database_url, connect_timeout=10)
+        except psycopg2.OperationalError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "PostgreSQL is not reachable (%s); retrying in %.0f s", _first_line(exc), delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)

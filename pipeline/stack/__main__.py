@@ -26,6 +26,19 @@ def _print_status(report: dict, as_json: bool) -> None:
         print(f"{name:<9} {state:<8} {address} ({owner})")
 
 
+def _warn_about_running_jobs(settings) -> None:
+    from pipeline.supervisor import default_supervisor
+
+    running = [name for name, job in default_supervisor(settings).status_all().items() if job.running]
+    if running:
+        print(
+            f"Warning: the workbench jobs {', '.join(running)} still run and will fail without "
+            "Kafka and PostgreSQL. Stop them with `python -m pipeline.supervisor stop-all` "
+            "(`make stop` stops the jobs and then the stack).",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.stack",
@@ -35,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the status as one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every connection step at INFO while up waits for the broker.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
     try:
         settings = get_settings()
         if args.command == "up":
             report = up(settings)
         elif args.command == "down":
+            _warn_about_running_jobs(settings)
             down(settings)
             report = status(settings)
         else:

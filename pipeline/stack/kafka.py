@@ -50,7 +50,7 @@ logger.apache.level = WARN
 
 
 class StackError(RuntimeError):
-    """A local service could not be installed or started; the message says why."""
+    """A local service could not be installed or started. The message gives the reason."""
 
 
 def _home(settings: Settings) -> Path:
@@ -131,7 +131,11 @@ def _java_command(settings: Settings, main_class: str, *args: str) -> list[str]:
 def _format_storage(settings: Settings, config: Path) -> None:
     if (_home(settings) / "data" / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # StorageTool's parser reads a value that starts with "-" as an option and
+    # then fails with "expected one argument", so such an id is drawn again.
+    cluster_id = "-"
+    while cluster_id.startswith("-"):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     result = subprocess.run(
         _java_command(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
         capture_output=True,
@@ -181,11 +185,11 @@ def _wait_until_ready(settings: Settings, pid: int, log_path: Path, timeout: flo
             except KafkaError:
                 pass
         time.sleep(0.5)
-    raise StackError(f"The Kafka broker did not answer within {timeout:.0f} s. Its log is {log_path}.")
+    raise StackError(f"The Kafka broker did not respond within {timeout:.0f} s. Its log is {log_path}.")
 
 
 def start_kafka(settings: Settings, timeout: float = 120.0) -> int:
-    """Start the broker unless it runs; wait until it answers; return its pid."""
+    """Start the broker unless it runs, wait until it responds, and return its pid."""
     pid = kafka_pid(settings)
     if pid is not None:
         return pid

@@ -62,7 +62,7 @@ def _service_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         raise StackError(
-            f"PostgreSQL refuses to run as root and there is no '{SERVICE_USER}' user to run "
+            f"PostgreSQL does not run as root, and there is no '{SERVICE_USER}' user to run "
             "it as. Run `make setup` (it installs Debian's postgresql package, which creates "
             "that user) or run the stack as a normal user."
         ) from None

@@ -1,4 +1,4 @@
-"""Start, stop and report the pipeline's long-running jobs as separate OS processes.
+"""Start, stop and report the pipeline's jobs as separate OS processes.
 
 Each job runs in its own process group (``start_new_session=True``), so one
 signal reaches the job and every process it started, such as a Spark JVM. The
@@ -38,7 +38,13 @@ from pipeline.supervisor.control import (
     Supervisor,
     SupervisorError,
 )
-from pipeline.supervisor.jobs import JOBS, JobDefinition, JobOptionsError, producer_args
+from pipeline.supervisor.jobs import (
+    JOBS,
+    JobDefinition,
+    JobOptionsError,
+    campaign_args,
+    producer_args,
+)
 from pipeline.supervisor.state import JobExit, JobStatus
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "JobStatus",
     "Supervisor",
     "SupervisorError",
+    "campaign_args",
     "default_supervisor",
     "producer_args",
     "start",

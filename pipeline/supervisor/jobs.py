@@ -10,8 +10,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from pipeline.simulator.patterns import FRAUD_PATTERNS
+
+# A campaign is a burst for a demo, not a second stream.
+MAX_CAMPAIGN_COUNT = 10_000
+
 __all__ = [
     "JOBS",
+    "MAX_CAMPAIGN_COUNT",
+    "campaign_args",
     "JobDefinition",
     "JobOptionsError",
     "OptionsToArgs",
@@ -76,6 +83,50 @@ def producer_args(name: str, options: Mapping[str, Any]) -> list[str]:
     return args
 
 
+def campaign_args(name: str, options: Mapping[str, Any]) -> list[str]:
+    """Validate a campaign's options and turn them into command-line arguments.
+
+    ``pattern`` is required and is one of the fraud patterns. ``count`` is
+    the number of messages, from 1 to :data:`MAX_CAMPAIGN_COUNT`. ``seed``
+    selects the population to target, as the producer's seed does. A
+    ``count`` or ``seed`` that is missing or None is left to the producer's
+    default: 20 messages, and the users of seed 0.
+    """
+    unknown = sorted(set(options) - {"pattern", "count", "seed"})
+    if unknown:
+        raise JobOptionsError(
+            f"Job {name} has no option {', '.join(unknown)}. "
+            "The options are pattern, count and seed."
+        )
+
+    pattern = options.get("pattern")
+    if pattern not in FRAUD_PATTERNS:
+        raise JobOptionsError(
+            f"pattern must be one of {', '.join(FRAUD_PATTERNS)}, got {pattern!r}."
+        )
+    args = ["--campaign", pattern]
+
+    count = options.get("count")
+    if count is not None:
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, numbers.Integral)
+            or not 1 <= count <= MAX_CAMPAIGN_COUNT
+        ):
+            raise JobOptionsError(
+                f"count must be a whole number of messages from 1 to {MAX_CAMPAIGN_COUNT}, "
+                f"got {count!r}."
+            )
+        args += ["--count", str(int(count))]
+
+    seed = options.get("seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise JobOptionsError(f"seed must be a whole number, got {seed!r}.")
+        args += ["--seed", str(int(seed))]
+    return args
+
+
 def is_real_number(value: Any) -> bool:
     """Return True for an int, float or other real number, but not for a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -103,6 +154,10 @@ JOBS: Mapping[str, JobDefinition] = MappingProxyType(
         ),
         "consumer-frauds": JobDefinition(
             (sys.executable, "-m", "pipeline.consumers", "frauds")
+        ),
+        # One-shot: sends a burst of one fraud pattern and exits.
+        "campaign": JobDefinition(
+            (sys.executable, "-m", "pipeline.producer"), campaign_args
         ),
     }
 )

@@ -43,7 +43,7 @@ class JobExit:
     def describe(self) -> str:
         """Return a short sentence such as ``exited with code 1``."""
         if self.returncode is None:
-            outcome = "stopped (exit code unknown)"
+            outcome = "ended with an unknown exit code"
         elif self.returncode < 0:
             try:
                 outcome = f"ended by {signal.Signals(-self.returncode).name}"

@@ -167,6 +167,10 @@ def test_consumers_quarantine_malformed_records(stack: LocalStack, running_consu
         ("k2", json.dumps({key: value for key, value in _valid_message().items()
                            if key != "transaction_id"})),
         ("k3", bad_amount),
+        # Values PostgreSQL cannot store once stopped a consumer for good.
+        ("k6", json.dumps(_valid_message(first_name="Ada\x00"))),
+        ("k7", "x\x00y"),
+        ("k8", json.dumps(_valid_message(timestamp="0001-01-01T00:00:00+14:00"))),
         ("k4", json.dumps(offset_time)),
         ("k5", json.dumps(after)),
     ]
@@ -174,8 +178,8 @@ def test_consumers_quarantine_malformed_records(stack: LocalStack, running_consu
 
     _kcat_send(stack, topic, records)
 
-    wait_for(lambda: _count(stack, "rejected_messages", topic) == before + 3, CATCH_UP_TIMEOUT_S,
-             "three rejected records")
+    wait_for(lambda: _count(stack, "rejected_messages", topic) == before + 6, CATCH_UP_TIMEOUT_S,
+             "six rejected records")
     reasons = {
         payload: reason
         for payload, reason in stack.query(
@@ -186,12 +190,21 @@ def test_consumers_quarantine_malformed_records(stack: LocalStack, running_consu
     assert "transaction_id" in reasons[records[1][1]]
     assert "amount" in reasons[bad_amount]
     assert "N/A" in reasons[bad_amount]
+    assert "NUL character" in reasons[records[3][1]]
+    assert "not valid JSON" in reasons["x\ufffdy"]
+    assert "field timestamp" in reasons[records[5][1]]
 
     # The stream goes on after bad records, and an offset is converted to UTC.
     wait_for(
         lambda: stack.scalar("SELECT count(*) FROM shop.transactions WHERE transaction_id = %s",
                              (after["transaction_id"],)) == 1,
         CATCH_UP_TIMEOUT_S, "the record sent after the malformed ones",
+    )
+    # kcat sends k4 and k5 to different partitions, so k4 may land one batch later.
+    wait_for(
+        lambda: stack.scalar("SELECT count(*) FROM shop.transactions WHERE transaction_id = %s",
+                             (offset_time["transaction_id"],)) == 1,
+        CATCH_UP_TIMEOUT_S, "the record with a +02:00 offset in the ledger",
     )
     utc_time = stack.scalar(
         "SELECT to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
@@ -204,10 +217,10 @@ def test_consumers_quarantine_malformed_records(stack: LocalStack, running_consu
                              (offset_time["transaction_id"],)) == 1,
         CATCH_UP_TIMEOUT_S, "the fraud with a +02:00 offset in the fraud table",
     )
-    # No partial row was stored for any rejected record.
+    # No partial row was stored for the rejected record that had a transaction id.
     assert stack.scalar(
-        "SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s AND transaction_id LIKE %s",
-        (topic, "bad%"),
+        "SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s AND transaction_id = %s",
+        (topic, json.loads(bad_amount)["transaction_id"]),
     ) == 0
 
 
@@ -287,3 +300,17 @@ def test_transactions_consumer_survives_sigkill_and_replay(
     assert stack.scalar(
         "SELECT count(DISTINCT transaction_id) FROM shop.transactions WHERE kafka_topic = %s", (topic,)
     ) == total
+
+
+def test_consumer_started_before_topic_exists(stack: LocalStack, job_factory) -> None:
+    topic = f"late-{uuid.uuid4().hex[:8]}"
+    env = _topic_env(stack, topic)
+
+    consumer = job_factory(["-m", "pipeline.consumers", "transactions"], env, name="early-consumer")
+    wait_for_query_start(consumer)
+    summary = _produce(env, count=50, seed=31)
+
+    assert summary["sent"] == 50
+    wait_for(lambda: _count(stack, "transactions", topic) == 50, CATCH_UP_TIMEOUT_S,
+             "50 rows from a topic created after the consumer started")
+    assert consumer.running()

@@ -109,6 +109,10 @@ def frauds_page(stack, fraud_rows: FraudRows, monkeypatch, tmp_path: Path) -> Ap
     return app
 
 
+def matched_caption(app: AppTest) -> str:
+    return next(caption.value for caption in app.caption if "match" in caption.value)
+
+
 def shown_ids(app: AppTest) -> list[str]:
     assert not app.exception
     assert len(app.error) == 0, [error.value for error in app.error]
@@ -125,7 +129,7 @@ def test_frauds_page_shows_rows_newest_first(frauds_page: AppTest, fraud_rows: F
         fraud_rows.transaction_id("recent-other"),
         fraud_rows.transaction_id("old-phone"),
     ]
-    assert "4 frauds match · page 1 of 1" in frauds_page.caption[-1].value
+    assert "4 frauds match · page 1 of 1" in matched_caption(frauds_page)
 
 
 def test_frauds_page_lists_filter_choices(frauds_page: AppTest, fraud_rows: FraudRows) -> None:
@@ -186,7 +190,7 @@ def test_frauds_page_pages_through_rows(frauds_page: AppTest, fraud_rows: FraudR
     assert shown_ids(frauds_page) == [
         fraud_rows.transaction_id(f"paged-{index:02d}") for index in range(25, PAGED_ROWS)
     ]
-    assert "27 frauds match · page 2 of 2" in frauds_page.caption[-1].value
+    assert "27 frauds match · page 2 of 2" in matched_caption(frauds_page)
     assert frauds_page.button(key="frauds_older").disabled
 
     frauds_page.button(key="frauds_newer").click().run()
@@ -199,7 +203,8 @@ def test_frauds_page_empty_filter_result(frauds_page: AppTest, fraud_rows: Fraud
     frauds_page.multiselect(key="frauds_locations").set_value([fraud_rows.other_country]).run()
 
     assert not frauds_page.exception
-    assert len(frauds_page.dataframe) == 0
+    fraud_tables = [frame for frame in frauds_page.dataframe if "transaction_id" in frame.value.columns]
+    assert fraud_tables == []
     assert [info.value for info in frauds_page.info] == ["No fraud matches these filters yet."]
 
 
@@ -209,3 +214,22 @@ def test_count_fraud_rows_stops_past_limit(stack, fraud_rows: FraudRows) -> None
 
     assert count_fraud_rows(engine, filters) == PAGED_ROWS
     assert count_fraud_rows(engine, filters, limit=10) == 11
+
+
+def test_frauds_page_lists_rejected_messages(stack, frauds_page: AppTest, fraud_rows: FraudRows) -> None:
+    topic = f"pages-rejected-{fraud_rows.marker}"
+    stack.query(
+        "INSERT INTO shop.rejected_messages (kafka_topic, kafka_partition, kafka_offset, raw_payload, reason)"
+        " VALUES (%s, 0, 0, 'oops', 'the record value is not valid JSON')",
+        (topic,),
+    )
+    try:
+        st.cache_data.clear()
+        frauds_page.run()
+
+        tables = [frame.value for frame in frauds_page.dataframe]
+        rejected = [table for table in tables if "reason" in table.columns]
+        assert rejected, "no rejected-messages table on the page"
+        assert topic in list(rejected[0]["kafka_topic"])
+    finally:
+        stack.query("DELETE FROM shop.rejected_messages WHERE kafka_topic = %s", (topic,))

@@ -20,11 +20,11 @@ import pytest
 
 from models.artifact import ARTIFACT_KEYS, load_artifact
 from models.train import train_model
+from tests.unit.test_train import RESULT_KEYS
 from pipeline.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 3000
-RESULT_KEYS = {"model_path", "rows", "share_flagged", "precision", "recall", "roc_auc", "notes"}
 FUTURE_START = datetime(2099, 1, 1, tzinfo=timezone.utc)
 
 
@@ -102,15 +102,18 @@ def run_train(stack, *args):
 
 def test_train_cli_prints_result(stack, inserted, tmp_path):
     completed = run_train(
-        stack, "--limit", str(ROWS), "--n-estimators", "50", "--output-dir", str(tmp_path)
+        stack, "--limit", str(ROWS), "--n-estimators", "50", "--output-dir", str(tmp_path),
+        "--feature-set", "seed_baseline",
     )
 
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert set(result) == RESULT_KEYS
-    assert result["rows"] == ROWS
+    assert result["rows"] + result["holdout_rows"] == ROWS
     assert result["share_flagged"] == pytest.approx(0.1, abs=0.01)
     assert result["roc_auc"] > 0.9
+    assert result["pr_auc"] > 0.5
+    assert isinstance(result["version"], int)
     assert 0.0 <= result["precision"] <= 1.0
     assert 0.0 <= result["recall"] <= 1.0
 
@@ -120,6 +123,7 @@ def test_train_cli_prints_result(stack, inserted, tmp_path):
     artifact = load_artifact(path)
     assert set(artifact) == set(ARTIFACT_KEYS)
     assert artifact["params"]["limit"] == ROWS
+    assert stack.scalar("SELECT row_count FROM shop.model_versions WHERE version = %s", (result["version"],)) == result["rows"]
 
 
 def test_train_cli_default_folder(stack, inserted):
@@ -135,13 +139,15 @@ def test_train_cli_default_folder(stack, inserted):
 
 
 def test_train_model_new_file_each_run(stack, inserted, tmp_path):
-    first = train_model(stack.database_url, n_estimators=10, limit=500, output_dir=tmp_path)
-    second = train_model(stack.database_url, n_estimators=10, limit=500, output_dir=tmp_path)
+    params = {"n_estimators": 10, "limit": 500}
+    first = train_model(stack.database_url, params, output_dir=tmp_path)
+    second = train_model(stack.database_url, params, output_dir=tmp_path)
 
     assert first["model_path"] != second["model_path"]
     assert Path(first["model_path"]).is_file()
     assert Path(second["model_path"]).is_file()
-    assert first["rows"] == 500
+    assert first["rows"] + first["holdout_rows"] == 500
+    assert second["version"] == first["version"] + 1
 
 
 def test_train_cli_unreachable_database(stack, tmp_path):

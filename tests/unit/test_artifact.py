@@ -6,9 +6,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import sklearn
 
 from models import artifact as artifact_module
-from models.artifact import ARTIFACT_KEYS, fraud_score, load_artifact, save_artifact
+from models.artifact import ARTIFACT_KEYS, FORMAT_VERSION, fraud_score, load_artifact, save_artifact
 from models.features import FeatureState, build_features
 from models.train import TrainingParams, fit_and_evaluate
 from tests.unit.test_train import MODEL_NAME, make_transactions
@@ -118,7 +119,7 @@ def test_fraud_score_feature_mismatch(trained, transactions):
 
 def test_load_artifact_missing_keys(tmp_path):
     path = tmp_path / "broken.joblib"
-    joblib.dump({"estimator": None}, path)
+    joblib.dump({"estimator": None, "format_version": FORMAT_VERSION, "sklearn_version": sklearn.__version__}, path)
 
     with pytest.raises(ValueError, match=r"is missing the key\(s\) feature_state, "):
         load_artifact(path)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.message import MESSAGE_FIELDS, validate_message
+from pipeline.message import MESSAGE_FIELDS, OPTIONAL_FIELDS, validate_message
 
 
 def _message(**fields) -> dict:
@@ -35,17 +35,68 @@ def test_message_valid_record_is_typed() -> None:
     record, reason = _validate(_message())
 
     assert reason is None
-    assert set(record) == set(MESSAGE_FIELDS)
+    assert set(record) == set(MESSAGE_FIELDS) | set(OPTIONAL_FIELDS)
     assert record["timestamp"] == datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
     assert record["amount"] == Decimal("19.99")
     assert record["is_fraud"] == 1
 
 
 def test_message_extra_fields_are_ignored() -> None:
-    record, reason = _validate(_message(fraud_pattern="geo_jump"))
+    record, reason = _validate(_message(merchant="Bakery"))
 
     assert reason is None
-    assert "fraud_pattern" not in record
+    assert "merchant" not in record
+
+
+def test_message_fraud_pattern_missing_is_none() -> None:
+    record, reason = _validate(_message())
+
+    assert reason is None
+    assert record["fraud_pattern"] is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "stored"),
+    [
+        ({"is_fraud": 1, "fraud_pattern": "geo_jump"}, "geo_jump"),
+        ({"is_fraud": 1, "fraud_pattern": None}, None),
+        ({"is_fraud": 0, "fraud_pattern": None, "fraud_reasons": []}, None),
+        ({"is_fraud": 1, "fraud_pattern": "x" * 64}, "x" * 64),
+        ({"is_fraud": 1, "fraud_pattern": "newer_producer_pattern"}, "newer_producer_pattern"),
+    ],
+)
+def test_message_fraud_pattern_accepted(fields: dict, stored: str | None) -> None:
+    record, reason = _validate(_message(**fields))
+
+    assert reason is None
+    assert record["fraud_pattern"] == stored
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        (
+            {"fraud_pattern": ""},
+            'field fraud_pattern must be null or a non-empty string of at most 64 characters, got ""',
+        ),
+        ({"fraud_pattern": "  "}, "field fraud_pattern must be null or a non-empty string"),
+        ({"fraud_pattern": "x" * 65}, "at most 64 characters"),
+        (
+            {"fraud_pattern": 3},
+            "field fraud_pattern must be null or a non-empty string of at most 64 characters, got 3",
+        ),
+        ({"fraud_pattern": ["geo_jump"]}, "field fraud_pattern must be null or a non-empty string"),
+        (
+            {"is_fraud": 0, "fraud_pattern": "geo_jump"},
+            'field fraud_pattern must be null when is_fraud is 0, got "geo_jump"',
+        ),
+    ],
+)
+def test_message_fraud_pattern_invalid_rejected(fields: dict, match: str) -> None:
+    record, reason = _validate(_message(**fields))
+
+    assert record is None
+    assert match in reason
 
 
 @pytest.mark.parametrize(
@@ -79,6 +130,11 @@ def test_message_unparseable_value(value: bytes | None, match: str) -> None:
         ({"is_fraud": 2}, "field is_fraud must be 0 or 1, got 2"),
         ({"is_fraud": "1"}, "field is_fraud must be 0 or 1"),
         ({"is_fraud": 1.0}, "field is_fraud must be 0 or 1"),
+        ({"is_fraud": True}, "field is_fraud must be 0 or 1, got true"),
+        ({"timestamp": "0001-01-01T00:00:00+14:00"}, "field timestamp must be ISO 8601"),
+        ({"timestamp": "9999-12-31T23:59:59-14:00"}, "field timestamp must be ISO 8601"),
+        ({"first_name": "Ada\u0000"}, "field first_name contains a NUL character"),
+        ({"fraud_reasons": ["high\u0000"]}, "field fraud_reasons contains a NUL character"),
         ({"user_id": ""}, "field user_id must be a non-empty string"),
         ({"device": 7}, "field device must be a non-empty string, got 7"),
         ({"fraud_reasons": "high_amount"}, "field fraud_reasons must be a list of strings"),
@@ -117,3 +173,17 @@ def test_message_zulu_timestamp() -> None:
     record, _ = _validate(_message(timestamp="2026-05-01T10:00:00Z"))
 
     assert record["timestamp"] == datetime(2026, 5, 1, 10, 0, tzinfo=timezone.utc)
+
+
+HOSTILE_VALUES = [
+    None, True, 0, -1, 1e308, float("nan"), "", " ", "\u0000", "x" * 10_000, [], {}, [None],
+    "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-02-30T00:00:00+00:00",
+]
+
+
+@pytest.mark.parametrize("field", MESSAGE_FIELDS)
+def test_message_hostile_values_never_raise(field: str) -> None:
+    for value in HOSTILE_VALUES:
+        record, reason = validate_message(json.dumps(_message(**{field: value})).encode())
+
+        assert (record is None) != (reason is None)

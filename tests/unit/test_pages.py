@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline.generator import DEFAULT_FRAUD_RATIO
+from pipeline import supervisor
+from pipeline.simulator import DEFAULT_FRAUD_RATIO, FRAUD_PATTERNS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,6 +111,41 @@ def test_pipeline_page_shows_jobs_stopped(ports: dict[str, int]) -> None:
     assert app.number_input(key="producer_seed").value is None
 
 
+def test_pipeline_page_shows_campaign_form(ports: dict[str, int]) -> None:
+    app = run_page("pages/pipeline.py")
+
+    assert not app.exception
+    assert app.selectbox(key="campaign_pattern").options == list(FRAUD_PATTERNS)
+    assert app.number_input(key="campaign_count").value == 20
+    assert not app.button(key="start-campaign").disabled
+    assert "No campaign yet" in all_text(app)
+
+
+def test_pipeline_page_starts_campaign_job(ports: dict[str, int]) -> None:
+    app = run_page("pages/pipeline.py")
+    app.selectbox(key="campaign_pattern").select("card_testing")
+    app.number_input(key="campaign_count").set_value(7)
+    app.number_input(key="producer_seed").set_value(5)
+
+    try:
+        app.button(key="start-campaign").click().run()
+        job = supervisor.status("campaign")
+    finally:
+        supervisor.stop("campaign", timeout=5)
+
+    assert not app.exception
+    assert any("Campaign started with pid" in element.value for element in app.success)
+    assert job.command[-8:-2] == (
+        "--campaign",
+        "card_testing",
+        "--count",
+        "7",
+        "--seed",
+        "5",
+    )
+    assert job.options == {"pattern": "card_testing", "count": 7, "seed": 5}
+
+
 def test_sidebar_settings_redact_password(ports: dict[str, int]) -> None:
     app = run_page()
     settings_text = "\n".join(block.value for block in app.sidebar.code)
@@ -146,6 +182,7 @@ def test_frauds_page_reports_database_down(ports: dict[str, int]) -> None:
     ]
     assert app.selectbox(key="frauds_time_range").value == "All time"
     assert app.multiselect(key="frauds_devices").options == []
+    assert app.multiselect(key="frauds_patterns").options == []
     assert PASSWORD not in all_text(app)
 
 

@@ -50,6 +50,14 @@ def test_parse_frame_valid_row() -> None:
     assert row["kafka_key"] == "u-1"
 
 
+def test_parse_frame_carries_fraud_pattern() -> None:
+    fraud = {**VALID, "is_fraud": 1, "fraud_reasons": ["velocity"], "fraud_pattern": "card_testing"}
+    rows = parse_frame(_raw([json.dumps(fraud).encode(), json.dumps(VALID).encode()]))
+
+    assert rows.iloc[0]["fraud_pattern"] == "card_testing"
+    assert rows.iloc[1]["fraud_pattern"] is None
+
+
 def test_parse_frame_rejected_row_keeps_payload_and_no_values() -> None:
     row = parse_frame(_raw([b"{oops"])).iloc[0]
 

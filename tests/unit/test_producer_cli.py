@@ -16,15 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
-from pipeline.generator import TransactionGenerator
 from pipeline.kafka_sink import KafkaSink
-from pipeline.message import validate_message
+from pipeline.message import parse_timestamp, validate_message
 from pipeline.producer import (
     MetricsWriter,
     RatePacer,
@@ -33,6 +33,13 @@ from pipeline.producer import (
     parse_args,
     parse_summary,
     produce,
+)
+from pipeline.producer_options import build_generator
+from pipeline.simulator import (
+    DEFAULT_POPULATION_SEED,
+    FRAUD_PATTERNS,
+    TransactionGenerator,
+    build_population,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +174,26 @@ def test_parse_args_defaults() -> None:
     assert args.partitions is None
     assert args.replication_factor == 1
     assert args.stdout is False
+    assert args.users == 10_000
+    assert args.pattern_mix is None
+    assert args.campaign is None
+
+
+def test_parse_args_pattern_mix_normalised() -> None:
+    args = parse_args(["--pattern-mix", "geo_jump=3,card_testing=1"])
+
+    assert args.pattern_mix["geo_jump"] == 0.75
+    assert args.pattern_mix["card_testing"] == 0.25
+    assert args.pattern_mix["high_amount"] == 0.0
+
+
+def test_parse_args_campaign_defaults() -> None:
+    args = parse_args(["--campaign", "card_testing"])
+
+    assert args.campaign == "card_testing"
+    assert args.count == 20
+    assert args.fraud_ratio is None
+    assert args.start_time is None
 
 
 @pytest.mark.parametrize(
@@ -180,6 +207,22 @@ def test_parse_args_defaults() -> None:
         (["--partitions", "0"], r"--partitions: must be a whole number from 1 to 1000, got '0'"),
         (["--start-time", "2026-01-05T10:00:00"], r"--start-time: must be ISO 8601 with a UTC"),
         (["--start-time", "yesterday"], r"--start-time: must be ISO 8601 with a UTC offset"),
+        (["--users", "0"], r"--users: must be a whole number from 1 to 1000000, got '0'"),
+        (["--pattern-mix", "phishing=1"], r"--pattern-mix: unknown fraud pattern 'phishing'"),
+        (
+            ["--pattern-mix", "geo_jump=-2"],
+            r"--pattern-mix: weight of pattern 'geo_jump' must be a number >= 0, got '-2'",
+        ),
+        (["--pattern-mix", "geo_jump"], r"--pattern-mix: pattern mix item 'geo_jump' must be NAME="),
+        (["--pattern-mix", "geo_jump=0"], r"--pattern-mix: at least one pattern weight must be above 0"),
+        (["--campaign", "phishing"], r"--campaign: invalid choice: 'phishing'"),
+        (
+            ["--campaign", "geo_jump", "--start-time", "2026-01-05T10:00:00+00:00"],
+            r"--campaign: a campaign sends only geo_jump frauds stamped with the current time, "
+            r"so it takes no --start-time",
+        ),
+        (["--campaign", "geo_jump", "--fraud-ratio", "0.5"], r"takes no --fraud-ratio"),
+        (["--campaign", "geo_jump", "--pattern-mix", "geo_jump=1"], r"takes no --pattern-mix"),
     ],
 )
 def test_parse_args_invalid_values_exit(
@@ -407,12 +450,107 @@ def test_cli_stdout_matches_generator() -> None:
     assert printed == generator.generate(20)
 
 
+def test_cli_stdout_deterministic_all_options() -> None:
+    args = (
+        "--stdout", "--count", "3000", "--seed", "11", "--start-time", START_TIME,
+        "--users", "700", "--fraud-ratio", "0.3", "--pattern-mix", "card_testing=1,geo_jump=1",
+    )
+    first = _run(*args)
+    second = _run(*args)
+    patterns = {json.loads(line)["fraud_pattern"] for line in first.stdout.splitlines()}
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.encode() == second.stdout.encode()
+    assert patterns == {None, "card_testing", "geo_jump"}
+    assert len({json.loads(line)["user_id"] for line in first.stdout.splitlines()}) <= 700
+
+
 def test_cli_stdout_fraud_ratio_option() -> None:
-    result = _run("--stdout", "--count", "300", "--seed", "1", "--fraud-ratio", "1")
+    result = _run(
+        "--stdout", "--count", "300", "--seed", "1", "--fraud-ratio", "1",
+        "--pattern-mix", "high_amount=1",
+    )
     labels = {json.loads(line)["is_fraud"] for line in result.stdout.splitlines()}
 
     assert result.returncode == 0, result.stderr
     assert labels == {1}
+
+
+@pytest.mark.parametrize("pattern", FRAUD_PATTERNS)
+def test_cli_campaign_sends_pattern_now(pattern: str) -> None:
+    before = datetime.now(timezone.utc)
+    result = _run("--stdout", "--campaign", pattern, "--count", "30")
+    after = datetime.now(timezone.utc)
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    frauds = [m for m in messages if m["is_fraud"] == 1]
+
+    assert result.returncode == 0, result.stderr
+    assert len(messages) == 30
+    assert {m["fraud_pattern"] for m in frauds} == {pattern}
+    assert all(before <= parse_timestamp(m["timestamp"]) <= after for m in messages)
+    if pattern == "geo_jump":
+        # Each jump follows a legitimate transaction of the same user at home.
+        assert len(frauds) == 15
+        for home, jump in zip(messages[::2], messages[1::2]):
+            assert home["is_fraud"] == 0
+            assert home["user_id"] == jump["user_id"]
+            assert home["transaction_location"] == jump["location"] != jump["transaction_location"]
+    else:
+        assert len(frauds) == 30
+    assert parse_summary(result.stderr.strip().splitlines()[-1])["sent"] == 30
+
+
+def test_cli_campaign_bursts_back_to_back() -> None:
+    result = _run("--stdout", "--campaign", "card_testing", "--count", "40")
+    users = [json.loads(line)["user_id"] for line in result.stdout.splitlines()]
+    runs = [1]
+    for previous, user in zip(users, users[1:]):
+        if user == previous:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+
+    assert result.returncode == 0, result.stderr
+    # Every burst but the last, which --count may cut, has 5 to 12 messages.
+    assert all(5 <= run <= 12 for run in runs[:-1])
+
+
+def test_cli_campaign_targets_default_population() -> None:
+    campaign = _run("--stdout", "--campaign", "high_amount", "--users", "300")
+    campaign_users = {json.loads(line)["user_id"] for line in campaign.stdout.splitlines()}
+
+    assert campaign.returncode == 0, campaign.stderr
+    assert len(campaign_users) > 1
+    # Without --seed the producer streams the users of seed 0, and so does a campaign.
+    assert campaign_users <= set(build_population(DEFAULT_POPULATION_SEED, 300).user_ids)
+
+
+def test_build_generator_shared_population() -> None:
+    live = build_generator(parse_args(["--users", "200"]))
+    campaign = build_generator(parse_args(["--campaign", "geo_jump", "--users", "200"]))
+    seeded_campaign = build_generator(parse_args(["--campaign", "geo_jump", "--seed", "5"]))
+
+    assert live.population_seed == DEFAULT_POPULATION_SEED
+    assert campaign.population == live.population
+    assert seeded_campaign.population_seed == 5
+    assert seeded_campaign.seed is None
+
+
+def test_cli_campaign_new_transactions_each_run() -> None:
+    first = _run("--stdout", "--campaign", "new_device", "--count", "5", "--seed", "3")
+    second = _run("--stdout", "--campaign", "new_device", "--count", "5", "--seed", "3")
+    first_ids = {json.loads(line)["transaction_id"] for line in first.stdout.splitlines()}
+    second_ids = {json.loads(line)["transaction_id"] for line in second.stdout.splitlines()}
+
+    assert first_ids.isdisjoint(second_ids)
+
+
+def test_cli_campaign_invalid_option_exit_code() -> None:
+    result = _run("--stdout", "--campaign", "geo_jump", "--fraud-ratio", "0.5")
+
+    assert result.returncode == 2
+    assert "takes no --fraud-ratio. Leave out --fraud-ratio." in result.stderr
+    assert result.stdout == ""
 
 
 def test_cli_metrics_file_final_counts(tmp_path: Path) -> None:

@@ -95,6 +95,22 @@ def test_page_statement_binds_every_filter_value() -> None:
     assert params["locations"] == ["France"]
 
 
+def test_page_statement_binds_pattern_filter() -> None:
+    filters = FraudFilters(patterns=("card_testing", "geo_jump"))
+
+    statement, params = fraud_page_statement(filters, page=1, page_size=10)
+    sql = compiled_sql(statement)
+
+    assert "fraud_pattern IN (__[POSTCOMPILE_patterns])" in sql
+    assert "card_testing" not in sql
+    assert params["patterns"] == ["card_testing", "geo_jump"]
+
+
+def test_choice_columns_include_fraud_pattern() -> None:
+    assert "fraud_pattern" in CHOICE_COLUMNS
+    assert "fraud_pattern" in FRAUD_COLUMNS
+
+
 def test_page_statement_reads_naive_time_as_utc() -> None:
     _, params = fraud_page_statement(
         FraudFilters(start=datetime(2024, 5, 1, 11, 0)), page=1, page_size=10

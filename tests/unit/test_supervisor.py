@@ -21,6 +21,7 @@ from pipeline.supervisor import (
     JobOptionsError,
     Supervisor,
     SupervisorError,
+    campaign_args,
     default_supervisor,
     producer_args,
 )
@@ -315,7 +316,7 @@ def test_stale_pid_file_shows_stopped(supervisor: Supervisor, tmp_path: Path) ->
     assert status.pid is None
     assert status.exit is not None
     assert status.exit.returncode is None
-    assert status.exit.describe() == "stopped (exit code unknown)"
+    assert status.exit.describe() == "ended with an unknown exit code"
 
 
 def test_reused_pid_is_not_the_job(supervisor: Supervisor, tmp_path: Path) -> None:
@@ -405,11 +406,45 @@ def test_producer_args_invalid_options_raise(options: dict, message: str) -> Non
         producer_args("producer", options)
 
 
+def test_campaign_args_valid_options() -> None:
+    args = campaign_args("campaign", {"pattern": "card_testing", "count": 50, "seed": 3})
+
+    assert args == ["--campaign", "card_testing", "--count", "50", "--seed", "3"]
+    assert campaign_args("campaign", {"pattern": "geo_jump"}) == ["--campaign", "geo_jump"]
+    assert campaign_args("campaign", {"pattern": "geo_jump", "count": None, "seed": None}) == [
+        "--campaign",
+        "geo_jump",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, r"pattern must be one of high_amount, geo_jump, new_device, card_testing, "
+             r"account_takeover, got None\."),
+        ({"pattern": "phishing"}, r"pattern must be one of .*, got 'phishing'\."),
+        ({"pattern": "geo_jump", "count": 0}, r"count must be a whole number of messages from 1 "
+                                              r"to 10000, got 0\."),
+        ({"pattern": "geo_jump", "count": 10_001}, "count must be a whole number of messages"),
+        ({"pattern": "geo_jump", "count": 2.5}, "count must be a whole number of messages"),
+        ({"pattern": "geo_jump", "count": True}, "count must be a whole number of messages"),
+        ({"pattern": "geo_jump", "seed": "7"}, "seed must be a whole number, got '7'"),
+        ({"pattern": "geo_jump", "rate": 5}, "Job campaign has no option rate. The options are "
+                                             "pattern, count and seed."),
+    ],
+)
+def test_campaign_args_invalid_options_raise(options: dict, message: str) -> None:
+    with pytest.raises(JobOptionsError, match=message):
+        campaign_args("campaign", options)
+
+
 def test_default_jobs_run_pipeline_modules() -> None:
-    assert list(JOBS) == ["producer", "consumer-transactions", "consumer-frauds"]
+    assert list(JOBS) == ["producer", "consumer-transactions", "consumer-frauds", "campaign"]
     assert JOBS["producer"].command == (sys.executable, "-m", "pipeline.producer")
     assert JOBS["consumer-frauds"].command[-2:] == ("pipeline.consumers", "frauds")
     assert JOBS["consumer-transactions"].command[-1] == "transactions"
+    assert JOBS["campaign"].command == (sys.executable, "-m", "pipeline.producer")
+    assert JOBS["campaign"].options_to_args is campaign_args
 
 
 def test_default_supervisor_uses_settings_jobs_dir(tmp_path: Path) -> None:
@@ -501,6 +536,7 @@ def test_cli_stop_all_in_other_process_stops_jobs(
         f"producer: stopped (pid {started.pid})",
         "consumer-transactions: not running",
         "consumer-frauds: not running",
+        "campaign: not running",
     ]
     assert result.stderr == ""
     assert group_members(started.pid) == []
