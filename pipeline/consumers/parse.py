@@ -21,9 +21,9 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from pipeline.message import validate_message
+from pipeline.message import MESSAGE_FIELDS, OPTIONAL_FIELDS, validate_message
 
-__all__ = ["PARSED_SCHEMA", "parse_records", "LEDGER_COLUMNS", "FRAUD_COLUMNS"]
+__all__ = ["PARSED_SCHEMA", "parse_frame", "parse_records"]
 
 # event_time travels as microseconds since the epoch (UTC): a Spark timestamp
 # would be turned into a naive local time when rows reach Python again.
@@ -50,39 +50,8 @@ PARSED_SCHEMA = StructType(
     ]
 )
 
-MESSAGE_COLUMNS = [
-    "transaction_id",
-    "user_id",
-    "first_name",
-    "last_name",
-    "location",
-    "transaction_location",
-    "amount",
-    "device",
-    "is_fraud",
-    "fraud_reasons",
-    "fraud_pattern",
-]
-
-LEDGER_COLUMNS = (
-    "transaction_id",
-    "user_id",
-    "event_time",
-    "first_name",
-    "last_name",
-    "location",
-    "transaction_location",
-    "amount",
-    "device",
-    "is_fraud",
-    "fraud_reasons",
-    "fraud_pattern",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-)
-
-FRAUD_COLUMNS = tuple(column for column in LEDGER_COLUMNS if column != "is_fraud")
+# The record's fields that become columns as they are; timestamp becomes event_time_us.
+MESSAGE_COLUMNS = [name for name in (*MESSAGE_FIELDS, *OPTIONAL_FIELDS) if name != "timestamp"]
 
 # A rejected payload is kept for inspection, cut at this many characters.
 MAX_RAW_PAYLOAD_CHARS = 100_000
