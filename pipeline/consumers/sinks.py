@@ -27,7 +27,7 @@ PAGE_SIZE = 1000
 # batch fails; Spark then replays it when the consumer restarts.
 CONNECT_RETRY_S = 300.0
 # Errors caused by the values of a row: psycopg2 raises ValueError itself for
-# a NUL character, before the server sees the statement.
+# a NUL character, before the statement reaches the server.
 ROW_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, ValueError)
 
 INSERT_LEDGER = """
@@ -58,7 +58,8 @@ ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
 RETURNING 1
 """
 
-# (valid rows seen, rows inserted, rejected rows seen, rejected rows inserted)
+# (valid rows PostgreSQL accepted or already had, rows inserted, rejected rows,
+# rejected rows inserted)
 PartitionCounts = tuple[int, int, int, int]
 
 
@@ -135,6 +136,7 @@ def write_partition(
         return
 
     statement = INSERT_LEDGER if sink == "transactions" else INSERT_FRAUD
+    failed: list[tuple] = []
     connection = _connect(database_url)
     try:
         with connection, connection.cursor() as cursor:
@@ -147,11 +149,11 @@ def write_partition(
                 cursor.execute("ROLLBACK TO SAVEPOINT batch")
                 logger.warning("batch insert failed (%s), retrying row by row", _first_line(exc))
                 inserted, failed = _insert_each(cursor, statement, valid)
-                rejected.extend(failed)
-            rejected_inserted = _insert(cursor, INSERT_REJECTED, rejected)
+            rejected_inserted = _insert(cursor, INSERT_REJECTED, rejected + failed)
     finally:
         connection.close()
-    yield (len(valid), inserted, len(rejected), rejected_inserted)
+    # A row PostgreSQL refused counts as rejected, not as valid.
+    yield (len(valid) - len(failed), inserted, len(rejected) + len(failed), rejected_inserted)
 
 
 def _first_line(exc: Exception) -> str:

@@ -44,7 +44,7 @@ def test_write_partition_quarantines_row_postgres_rejects(stack: LocalStack) -> 
 
     counts = list(write_partition([good, poison], stack.database_url, "transactions"))
 
-    assert counts == [(2, 1, 1, 1)]
+    assert counts == [(1, 1, 1, 1)]
     assert stack.scalar("SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s", (topic,)) == 1
     reason, payload = stack.query(
         "SELECT reason, raw_payload FROM shop.rejected_messages WHERE kafka_topic = %s", (topic,)
