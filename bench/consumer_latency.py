@@ -1,10 +1,10 @@
 """Measure whether the Spark consumers keep up with a steady stream, and their latency.
 
-Runs both consumers on a fresh topic of the running local stack, sends
+Runs both consumers on a fresh topic of the running local stack and sends
 ``--rate`` transactions per second for ``--seconds`` seconds with live
-timestamps, waits until every row is stored, then reports p50, p95 and the
-maximum of ``ingested_at - event_time`` for each table, and the rate at which
-the ledger grew. The baseline in the same run is the producer's own send
+timestamps. Once every row is stored, it reports p50, p95 and the maximum of
+``ingested_at - event_time`` for each table, and the rate at which the ledger
+grew. The baseline in the same run is the producer's own send
 rate: consumers keep up when the ledger's rate matches it.
 
 Usage::
@@ -55,13 +55,13 @@ def _count(database_url: str, table: str, topic: str) -> int:
         return cursor.fetchone()[0]
 
 
-def _wait(condition, timeout: float, what: str) -> None:
+def _wait(condition, timeout: float, description: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(1)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {description}")
 
 
 def main() -> int:
@@ -82,11 +82,10 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
 
     # One warm-up record creates the topic and is left out of the figures.
-    warmup = subprocess.run(
+    subprocess.run(
         [sys.executable, "-m", "pipeline.producer", "--count", "1", "--seed", "1"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )
-    del warmup
     consumers = []
     for sink in ("transactions", "frauds"):
         log = open(logs / f"{topic}-{sink}.log", "wb")

@@ -1,7 +1,7 @@
 """The local stack: a Kafka broker and a PostgreSQL server on 127.0.0.1.
 
 ``up`` starts what is not running, applies the schema and returns when both
-services answer; ``down`` stops what ``up`` started; ``status`` reports both.
+services respond. ``down`` stops what ``up`` started, and ``status`` reports both.
 A service whose address is set (``KAFKA_BOOTSTRAP_SERVERS``,
 ``DATABASE_URL``) is external: the stack neither starts nor stops it.
 """
@@ -66,7 +66,7 @@ def _first_server(bootstrap_servers: str) -> tuple[str, int] | None:
 
 
 def status(settings: Settings) -> dict[str, Any]:
-    """Report each service: address, whether it answers, and the pid when the stack owns it."""
+    """Report each service: its address, whether it responds, and its pid when the stack owns it."""
     if settings.kafka_external:
         server = _first_server(settings.kafka_bootstrap_servers)
         kafka_running = server is not None and port_open(*server)

@@ -22,7 +22,12 @@ def _print_status(report: dict, as_json: bool) -> None:
         service = report[name]
         address = service.get("bootstrap_servers") or service.get("url")
         state = "running" if service["running"] else "stopped"
-        owner = "external" if service["external"] else f"pid {service['pid']}" if service["pid"] else "local"
+        if service["external"]:
+            owner = "external"
+        elif service["pid"]:
+            owner = f"pid {service['pid']}"
+        else:
+            owner = "local"
         print(f"{name:<9} {state:<8} {address} ({owner})")
 
 

@@ -58,7 +58,7 @@ def test_parse_frame_carries_fraud_pattern() -> None:
     assert rows.iloc[1]["fraud_pattern"] is None
 
 
-def test_parse_frame_rejected_row_keeps_payload_and_no_values() -> None:
+def test_parse_frame_rejected_row_payload_only() -> None:
     row = parse_frame(_raw([b"{oops"])).iloc[0]
 
     assert "not valid JSON" in row["reject_reason"]
