@@ -22,15 +22,16 @@ except SettingsError as exc:
             "Fix the environment variable and restart Streamlit."
         )
 
-    # The only page, so that any address (/frauds, /model) shows this message
+    # The only page, so that any address (/queue, /model) shows this message
     # instead of a page that would fail on the same setting.
     st.navigation([st.Page(show_settings_error, title="Settings error", url_path="settings-error")]).run()
     st.stop()
 
 page = st.navigation(
     [
-        st.Page("pages/pipeline.py", title="Pipeline", icon=":material/play_circle:", default=True),
-        st.Page("pages/frauds.py", title="Frauds", icon=":material/report:"),
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/pipeline.py", title="Pipeline", icon=":material/play_circle:"),
+        st.Page("pages/frauds.py", title="Fraud queue", icon=":material/report:", url_path="queue"),
         st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
     ]
 )

@@ -7,21 +7,12 @@ from pipeline.health import HealthResult, check_kafka, check_postgres
 from pipeline.producer_options import DEFAULT_CAMPAIGN_COUNT
 from pipeline.settings import get_settings
 from pipeline.simulator import DEFAULT_FRAUD_RATIO, FRAUD_PATTERNS
-from pipeline.supervisor.jobs import MAX_CAMPAIGN_COUNT
+from pipeline.supervisor.jobs import JOBS, LONG_RUNNING_JOBS, MAX_CAMPAIGN_COUNT
 
 STATUS_REFRESH_SECONDS = 2
 HEALTH_REFRESH_SECONDS = 10
 LOG_LINES = 10
 
-JOB_TITLES = {
-    "producer": "Producer",
-    "consumer-transactions": "Transactions consumer",
-    "consumer-frauds": "Frauds consumer",
-    "campaign": "Campaign",
-}
-# Jobs that run until stopped, shown side by side. The one-shot campaign has
-# its own section.
-LONG_RUNNING_JOBS = ("producer", "consumer-transactions", "consumer-frauds")
 # Job name -> (metrics key, label) of the job's main progress number.
 PROGRESS = {
     "producer": ("sent", "Messages sent"),
@@ -80,7 +71,7 @@ def start_job(name: str) -> None:
             "count": st.session_state.get("campaign_count"),
             "seed": st.session_state.get("producer_seed"),
         }
-    title = JOB_TITLES[name]
+    title = JOBS[name].title
     try:
         current = supervisor.status(name)
         if current.running:
@@ -98,7 +89,7 @@ def start_job(name: str) -> None:
 
 
 def stop_job(name: str) -> None:
-    title = JOB_TITLES[name]
+    title = JOBS[name].title
     try:
         job = supervisor.stop(name)
     except (supervisor.SupervisorError, OSError) as exc:
@@ -159,7 +150,7 @@ def producer_options() -> None:
 
 
 def show_job(job: supervisor.JobStatus) -> None:
-    st.markdown(f"**{JOB_TITLES[job.name]}**")
+    st.markdown(f"**{JOBS[job.name].title}**")
     if job.running:
         st.markdown(
             f":green[:material/play_circle: Running] · pid {job.pid} · "
@@ -168,6 +159,12 @@ def show_job(job: supervisor.JobStatus) -> None:
     else:
         ended = f" · {job.exit.describe()}" if job.exit else ""
         st.markdown(f":gray[:material/stop_circle: Stopped]{ended}")
+        cause = job.failure_cause()
+        if cause:
+            st.error(
+                f"{JOBS[job.name].title} stopped with an error. The last error in its log: {cause}",
+                icon=":material/error:",
+            )
 
     metrics = job.metrics
     key, label = PROGRESS[job.name]
@@ -184,8 +181,16 @@ def show_job(job: supervisor.JobStatus) -> None:
             f"last batch: {format_number(metrics['last_batch_rows'])} rows "
             f"in {format_number(metrics['last_batch_seconds'], '.1f')} s"
         )
+    if "rows_scored" in metrics:
+        version = metrics.get("model_version")
+        details.append(
+            f"scored: {format_number(metrics['rows_scored'])}"
+            + (f" by model version {version}" if version is not None else "")
+        )
     if details:
         st.caption(" · ".join(details))
+    if metrics.get("scoring_problem"):
+        st.warning(metrics["scoring_problem"], icon=":material/warning:")
 
     start_column, stop_column = st.columns(2)
     start_column.button(

@@ -103,7 +103,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="TX_PER_S",
         type=_number_parser(float, 0),
         default=0.0,
-        help="maximum messages per second (default: 0, no limit)",
+        help="maximum messages per second; with --stdout and --start-time it only spaces the timestamps (default: 0, no limit)",
     )
 
     parser.add_argument(

@@ -1,10 +1,10 @@
 -- Live scoring, the fraud queue and analyst reviews.
 -- Every statement is idempotent, like the other migrations.
 
--- What the production model said of each transaction when the transactions
--- consumer stored it. All three are NULL when no model was in production
--- then; fraud_score follows the one convention of models/artifact.py:
--- higher means more suspicious, and flagged is fraud_score >= the model's
+-- The production model's verdict on each transaction, written when the
+-- transactions consumer stores it. All three are NULL when no model was in
+-- production then. fraud_score follows the convention of models/artifact.py:
+-- higher means more suspicious, and flagged is fraud_score > the model's
 -- threshold. model_version is not a foreign key, so that scoring never
 -- waits on a lock of the registry.
 ALTER TABLE shop.transactions ADD COLUMN IF NOT EXISTS fraud_score double precision;

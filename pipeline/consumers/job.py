@@ -20,7 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from pipeline.consumers.parse import PARSED_SCHEMA, parse_records
-from pipeline.consumers.sinks import write_partition
+from pipeline.consumers.live_model import production_version
+from pipeline.consumers.sinks import connect_with_retry, write_partition
 from pipeline.jobmetrics import write_metrics
 from pipeline.settings import Settings
 
@@ -71,21 +72,26 @@ class BatchWriter:
     database_url: str
     metrics_file: str | None = None
     totals: dict[str, Any] = field(
-        default_factory=lambda: {"batches": 0, "rows_written": 0, "rows_rejected": 0}
+        default_factory=lambda: {"batches": 0, "rows_written": 0, "rows_rejected": 0, "rows_scored": 0}
     )
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         database_url, sink = self.database_url, self.sink
+        # Read once per batch on the driver, so a promotion reaches the next
+        # batch on every executor without a restart.
+        version = self._production_version() if sink == "transactions" else None
         parsed = batch.select("key", "value", "topic", "partition", "offset").mapInPandas(
             parse_records, PARSED_SCHEMA
         )
         counts = parsed.rdd.mapPartitions(
-            lambda rows: write_partition(rows, database_url, sink)
+            lambda rows: write_partition(rows, database_url, sink, version)
         ).collect()
-        valid = sum(count[0] for count in counts)
-        inserted = sum(count[1] for count in counts)
-        rejected = sum(count[2] for count in counts)
+        valid = sum(count.valid for count in counts)
+        inserted = sum(count.inserted for count in counts)
+        rejected = sum(count.rejected for count in counts)
+        scored = sum(count.scored for count in counts)
+        problems = sorted({count.scoring_problem for count in counts if count.scoring_problem})
         seconds = time.monotonic() - started
 
         self.totals["batches"] += 1
@@ -96,18 +102,43 @@ class BatchWriter:
             last_batch_rows=valid + rejected,
             last_batch_seconds=round(seconds, 3),
         )
+        if sink == "transactions":
+            self.totals["rows_scored"] += scored
+            self.totals.update(model_version=version, scoring_problem=_scoring_problem(version, problems))
         logger.info(
-            "batch_id=%d sink=%s rows=%d inserted=%d already_present=%d rejected=%d duration_s=%.3f",
+            "batch_id=%d sink=%s rows=%d inserted=%d already_present=%d rejected=%d scored=%d "
+            "model_version=%s duration_s=%.3f",
             batch_id,
             sink,
             valid,
             inserted,
             valid - inserted,
             rejected,
+            scored,
+            version,
             seconds,
         )
         if self.metrics_file:
             write_metrics(self.metrics_file, self.totals)
+
+
+    def _production_version(self) -> int | None:
+        connection = connect_with_retry(self.database_url)
+        try:
+            with connection, connection.cursor() as cursor:
+                return production_version(cursor)
+        finally:
+            connection.close()
+
+
+def _scoring_problem(version: int | None, problems: list[str]) -> str | None:
+    """The sentence the workbench shows when rows are stored without a score."""
+    if version is None:
+        return (
+            "No model is in production, so new transactions are stored without a score. "
+            "Train and promote one on the Model page."
+        )
+    return " ".join(problems) or None
 
 
 def start_query(

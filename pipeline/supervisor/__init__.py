@@ -40,6 +40,7 @@ from pipeline.supervisor.control import (
 )
 from pipeline.supervisor.jobs import (
     JOBS,
+    LONG_RUNNING_JOBS,
     JobDefinition,
     JobOptionsError,
     campaign_args,
@@ -49,6 +50,7 @@ from pipeline.supervisor.state import JobExit, JobStatus
 
 __all__ = [
     "JOBS",
+    "LONG_RUNNING_JOBS",
     "JobDefinition",
     "JobExit",
     "JobOptionsError",

@@ -17,6 +17,7 @@ MAX_CAMPAIGN_COUNT = 10_000
 
 __all__ = [
     "JOBS",
+    "LONG_RUNNING_JOBS",
     "MAX_CAMPAIGN_COUNT",
     "campaign_args",
     "JobDefinition",
@@ -140,25 +141,31 @@ class JobDefinition:
     ``--metrics-file PATH`` to ``command``.
     """
 
+    title: str
     command: tuple[str, ...]
     options_to_args: OptionsToArgs = no_options
+    # False for a job that does its work and exits.
+    long_running: bool = True
 
 
 JOBS: Mapping[str, JobDefinition] = MappingProxyType(
     {
         "producer": JobDefinition(
-            (sys.executable, "-m", "pipeline.producer"), producer_args
+            "Producer", (sys.executable, "-m", "pipeline.producer"), producer_args
         ),
         "consumer-transactions": JobDefinition(
-            (sys.executable, "-m", "pipeline.consumers", "transactions")
+            "Transactions consumer", (sys.executable, "-m", "pipeline.consumers", "transactions")
         ),
         "consumer-frauds": JobDefinition(
-            (sys.executable, "-m", "pipeline.consumers", "frauds")
+            "Frauds consumer", (sys.executable, "-m", "pipeline.consumers", "frauds")
         ),
-        # One-shot: sends a burst of one fraud pattern and exits.
+        # Sends a burst of one fraud pattern and exits.
         "campaign": JobDefinition(
-            (sys.executable, "-m", "pipeline.producer"), campaign_args
+            "Campaign", (sys.executable, "-m", "pipeline.producer"), campaign_args, long_running=False
         ),
     }
 )
+
+# The jobs that run until stopped, in the order the pages show them.
+LONG_RUNNING_JOBS: tuple[str, ...] = tuple(name for name, job in JOBS.items() if job.long_running)
 

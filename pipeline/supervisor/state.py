@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "JobExit",
     "JobStatus",
+    "failure_line",
     "read_json",
     "read_tail",
     "rotate_log",
@@ -74,6 +75,34 @@ class JobStatus:
     """End of the last run, or None while it runs or when it never ran."""
     log_path: Path
     metrics_path: Path
+
+    @property
+    def failed(self) -> bool:
+        """True when the last run ended by itself with an error, not on request."""
+        return (
+            self.exit is not None
+            and not self.exit.stopped_by_request
+            and self.exit.returncode not in (0, None)
+        )
+
+    def failure_cause(self) -> str | None:
+        """Return the last error line of a failed run's log, the most likely cause, or None."""
+        if not self.failed:
+            return None
+        return failure_line(self.log_tail)
+
+
+# Words that mark a log line as the report of an error rather than progress.
+_ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Error:", "error:", "failed:", "Exception:")
+
+
+def failure_line(lines: tuple[str, ...] | list[str]) -> str | None:
+    """Return the last line of ``lines`` that reports an error, else the last non-empty line."""
+    text = [line.strip() for line in lines if line.strip()]
+    for line in reversed(text):
+        if any(marker in line for marker in _ERROR_MARKERS):
+            return line
+    return text[-1] if text else None
 
 
 def write_json(path: Path, body: dict[str, Any]) -> None:

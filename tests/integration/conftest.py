@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,3 +204,34 @@ def wait_for_query_start(job: JobProcess, timeout: float = 240) -> None:
         return "started: id=" in job.log()
 
     wait_for(started, timeout, "the consumer's streaming query to start")
+
+
+@pytest.fixture(scope="module")
+def own_database(stack: LocalStack) -> Iterator[str]:
+    """A new, migrated database on the stack's server, for tests that need an empty registry.
+
+    The model registry decides what every transactions consumer scores with,
+    so tests that promote models or need no model in production use their
+    own database instead of the shared one. Yields its URL.
+    """
+    from pipeline.migrate import migrate
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin_url = stack.database_url.rsplit("/", 1)[0] + "/postgres"
+    _admin(admin_url, f'CREATE DATABASE "{name}"')
+    database_url = stack.database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        migrate(database_url)
+        yield database_url
+    finally:
+        _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(admin_url: str, statement: str) -> None:
+    connection = psycopg2.connect(admin_url, connect_timeout=5)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()

@@ -1,4 +1,4 @@
-"""Frauds page against the real PostgreSQL of the ``stack`` fixture.
+"""Fraud queue page against the real PostgreSQL of the ``stack`` fixture.
 
 The rows inserted here carry a random marker in their ids, devices and
 countries, so the filters isolate them from rows that other tests or a
@@ -18,7 +18,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from pipeline.queries import FraudFilters, count_fraud_rows, get_engine
+from pipeline.queries import get_engine
+from pipeline.fraud_queue import FraudFilters, count_fraud_rows
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -129,7 +130,7 @@ def test_frauds_page_shows_rows_newest_first(frauds_page: AppTest, fraud_rows: F
         fraud_rows.transaction_id("recent-other"),
         fraud_rows.transaction_id("old-phone"),
     ]
-    assert "4 frauds match · page 1 of 1" in matched_caption(frauds_page)
+    assert "4 transactions match · page 1 of 1" in matched_caption(frauds_page)
 
 
 def test_frauds_page_lists_filter_choices(frauds_page: AppTest, fraud_rows: FraudRows) -> None:
@@ -190,7 +191,7 @@ def test_frauds_page_pages_through_rows(frauds_page: AppTest, fraud_rows: FraudR
     assert shown_ids(frauds_page) == [
         fraud_rows.transaction_id(f"paged-{index:02d}") for index in range(25, PAGED_ROWS)
     ]
-    assert "27 frauds match · page 2 of 2" in matched_caption(frauds_page)
+    assert "27 transactions match · page 2 of 2" in matched_caption(frauds_page)
     assert frauds_page.button(key="frauds_older").disabled
 
     frauds_page.button(key="frauds_newer").click().run()
@@ -205,7 +206,7 @@ def test_frauds_page_empty_filter_result(frauds_page: AppTest, fraud_rows: Fraud
     assert not frauds_page.exception
     fraud_tables = [frame for frame in frauds_page.dataframe if "transaction_id" in frame.value.columns]
     assert fraud_tables == []
-    assert [info.value for info in frauds_page.info] == ["No fraud matches these filters yet."]
+    assert "No transaction in the queue matches these filters yet." in [info.value for info in frauds_page.info]
 
 
 def test_count_fraud_rows_stops_past_limit(stack, fraud_rows: FraudRows) -> None:

@@ -44,7 +44,7 @@ def test_write_partition_quarantines_row_postgres_rejects(stack: LocalStack) -> 
 
     counts = list(write_partition([good, poison], stack.database_url, "transactions"))
 
-    assert counts == [(1, 1, 1, 1)]
+    assert [count[:4] for count in counts] == [(1, 1, 1, 1)]
     assert stack.scalar("SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s", (topic,)) == 1
     reason, payload = stack.query(
         "SELECT reason, raw_payload FROM shop.rejected_messages WHERE kafka_topic = %s", (topic,)
@@ -61,6 +61,6 @@ def test_write_partition_replay_adds_nothing(stack: LocalStack) -> None:
     first = list(write_partition(rows, stack.database_url, "transactions"))
     second = list(write_partition(rows, stack.database_url, "transactions"))
 
-    assert first == [(3, 3, 1, 1)]
-    assert second == [(3, 0, 1, 0)]
+    assert [count[:4] for count in first] == [(3, 3, 1, 1)]
+    assert [count[:4] for count in second] == [(3, 0, 1, 0)]
     assert stack.scalar("SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s", (topic,)) == 3

@@ -73,11 +73,13 @@ def error_messages(app: AppTest) -> list[str]:
     return [element.value for element in app.error]
 
 
-def test_app_opens_pipeline_page(ports: dict[str, int]) -> None:
+def test_app_opens_overview_page_first(ports: dict[str, int]) -> None:
     app = run_page()
 
     assert not app.exception
-    assert [title.value for title in app.title] == ["Pipeline"]
+    assert [title.value for title in app.title] == ["Overview"]
+    # PostgreSQL is down: the page says so in a sentence, without a trace.
+    assert any("PostgreSQL" in message for message in error_messages(app))
 
 
 def test_pipeline_page_reports_services_down(ports: dict[str, int]) -> None:
@@ -174,26 +176,51 @@ def test_frauds_page_reports_database_down(ports: dict[str, int]) -> None:
     app = run_page("pages/frauds.py")
 
     assert not app.exception
-    assert [title.value for title in app.title] == ["Frauds"]
+    assert [title.value for title in app.title] == ["Fraud queue"]
     assert error_messages(app) == [
         f"PostgreSQL is not reachable at 127.0.0.1:{ports['postgres']} (connection refused). "
         "Start the local stack with `python -m pipeline.stack up`, or set DATABASE_URL "
         "to a running server."
     ]
     assert app.selectbox(key="frauds_time_range").value == "All time"
+    assert app.selectbox(key="frauds_sort").value == "newest"
+    assert app.slider(key="frauds_score_range").value == (0.0, 1.0)
     assert app.multiselect(key="frauds_devices").options == []
     assert app.multiselect(key="frauds_patterns").options == []
+    assert app.multiselect(key="frauds_sources").options == ["Rules", "Model", "Rules and model"]
     assert PASSWORD not in all_text(app)
+
+
+def test_frauds_page_down_hides_model_notice(ports: dict[str, int]) -> None:
+    app = run_page("pages/frauds.py")
+
+    assert not app.exception
+    assert "No model is in production" not in all_text(app)
 
 
 def test_frauds_page_filter_change_keeps_working(ports: dict[str, int]) -> None:
     app = run_page("pages/frauds.py")
 
     app.selectbox(key="frauds_time_range").select("Last hour").run()
+    app.selectbox(key="frauds_sort").select("score").run()
+    app.text_input(key="frauds_search").input("user-1").run()
 
     assert not app.exception
     assert app.selectbox(key="frauds_time_range").value == "Last hour"
+    assert app.selectbox(key="frauds_sort").value == "score"
     assert len(app.error) == 1
+
+
+def test_frauds_export_database_down_error(ports: dict[str, int]) -> None:
+    app = run_page("pages/frauds.py")
+
+    app.button(key="frauds_export_prepare").click().run()
+
+    assert not app.exception
+    assert len(app.error) == 2
+    for message in error_messages(app):
+        assert f"PostgreSQL is not reachable at 127.0.0.1:{ports['postgres']}" in message
+        assert "Traceback" not in message
 
 
 def test_model_page_renders_form(ports: dict[str, int]) -> None:

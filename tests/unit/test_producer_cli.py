@@ -639,3 +639,20 @@ def test_cli_unreachable_external_broker_message() -> None:
     assert f"Kafka is not reachable at 127.0.0.1:{port}" in result.stderr
     assert "Check that the cluster is running" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_stdout_with_simulated_time_is_not_paced(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import pipeline.producer as producer_module
+
+    def no_pacing(rate: float) -> None:
+        raise AssertionError(f"a file of simulated timestamps was paced at {rate}/s")
+
+    monkeypatch.setattr(producer_module, "RatePacer", no_pacing)
+    code = producer_module.main(
+        ["--stdout", "--count", "5", "--seed", "1", "--start-time", "2026-01-01T00:00:00Z", "--rate", "2"]
+    )
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 5
+    times = [parse_timestamp(json.loads(line)["timestamp"]) for line in lines]
+    assert times == sorted(times) and len(set(times)) == 5

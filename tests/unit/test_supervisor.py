@@ -115,7 +115,7 @@ def job_script(tmp_path: Path) -> Path:
 @pytest.fixture
 def supervisor(tmp_path: Path, job_script: Path):
     jobs = {
-        mode: JobDefinition((sys.executable, str(job_script), mode))
+        mode: JobDefinition(mode, (sys.executable, str(job_script), mode))
         for mode in ("sleep", "exit", "spawn-child", "ignore-term")
     }
     supervisor = Supervisor(tmp_path / "jobs", jobs)
@@ -176,7 +176,7 @@ def test_start_from_processes_runs_one_process(
         f"""
         import sys, time
         from pipeline.supervisor import JobDefinition, Supervisor
-        jobs = {{"sleep": JobDefinition((sys.executable, {str(job_script)!r}, "sleep"))}}
+        jobs = {{"sleep": JobDefinition("sleep", (sys.executable, {str(job_script)!r}, "sleep"))}}
         supervisor = Supervisor({str(tmp_path / "jobs")!r}, jobs)
         while time.time() < float(sys.argv[1]):
             time.sleep(0.001)
@@ -352,7 +352,7 @@ def test_unreadable_pid_file_shows_stopped(
 
 
 def test_start_missing_command_raises(tmp_path: Path) -> None:
-    jobs = {"broken": JobDefinition((str(tmp_path / "no-such-program"),))}
+    jobs = {"broken": JobDefinition("broken", (str(tmp_path / "no-such-program"),))}
     supervisor = Supervisor(tmp_path / "jobs", jobs)
 
     with pytest.raises(SupervisorError, match="Starting job broken failed"):
@@ -475,7 +475,7 @@ def run_cli(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProc
 def workbench_supervisor(tmp_path: Path, job_script: Path):
     """A supervisor under the state folder that ``run_cli`` uses, running the test
     job under the real job names, as the workbench page would start the real jobs."""
-    jobs = {name: JobDefinition((sys.executable, str(job_script), "spawn-child")) for name in JOBS}
+    jobs = {name: JobDefinition(name, (sys.executable, str(job_script), "spawn-child")) for name in JOBS}
     supervisor = Supervisor(tmp_path / "state" / "jobs", jobs)
     yield supervisor
     for name in jobs:
@@ -628,3 +628,18 @@ def test_cli_invalid_timeout_exits_2(tmp_path: Path, timeout: str) -> None:
 )
 def test_format_uptime(seconds: float | None, text: str) -> None:
     assert format_uptime(seconds) == text
+
+
+def test_failure_line_prefers_the_last_error_over_later_output() -> None:
+    from pipeline.supervisor.state import failure_line
+
+    lines = [
+        "2026-12-04 10:00:00,000 INFO pipeline.consumers.job: batch_id=3 sink=transactions rows=10",
+        "2026-12-04 10:00:01,000 ERROR pipeline.consumers.job: query failed: id=1 run_id=2",
+        "Traceback (most recent call last):",
+        '  File "job.py", line 9, in run',
+        "",
+    ]
+    assert failure_line(lines) == lines[1]
+    assert failure_line(["starting", "Kafka is not reachable at 127.0.0.1:1"]) == "Kafka is not reachable at 127.0.0.1:1"
+    assert failure_line(["", "  "]) is None
