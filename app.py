@@ -7,6 +7,7 @@ that folder.
 
 import streamlit as st
 
+from components.frame import APP_FRAME_KEY, REQUESTED_PAGE_KEY
 from pipeline.settings import SettingsError, get_settings
 
 st.set_page_config(page_title="Fraud workbench", page_icon=":material/shield:", layout="wide")
@@ -27,14 +28,21 @@ except SettingsError as exc:
     st.navigation([st.Page(show_settings_error, title="Settings error", url_path="settings-error")]).run()
     st.stop()
 
-page = st.navigation(
-    [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/pipeline.py", title="Pipeline", icon=":material/play_circle:"),
-        st.Page("pages/frauds.py", title="Fraud queue", icon=":material/report:", url_path="queue"),
-        st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
-    ]
-)
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/pipeline.py", title="Pipeline", icon=":material/play_circle:"),
+    st.Page("pages/frauds.py", title="Fraud queue", icon=":material/report:", url_path="queue"),
+    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+]
+page = st.navigation(pages)
+st.session_state[APP_FRAME_KEY] = True
+
+# A page opened before this script ever ran asks for itself here; see
+# components/frame.py.
+requested = st.session_state.pop(REQUESTED_PAGE_KEY, None)
+for candidate in pages:
+    if requested is not None and candidate.url_path == requested and candidate != page:
+        st.switch_page(candidate)
 
 with st.sidebar:
     with st.expander("Settings", icon=":material/settings:"):

@@ -249,6 +249,8 @@ def split_by_time(df: pd.DataFrame, holdout: float) -> tuple[pd.DataFrame, pd.Da
     return ordered.iloc[:cut], ordered.iloc[cut:]
 
 
+_TARGET = "SELECT event_time FROM shop.transactions WHERE transaction_id = :transaction_id"
+
 # The transaction and its user's earlier rows since ``since``, newest first,
 # so history features see what happened after the training rows.
 _USER_CONTEXT = """
@@ -270,27 +272,44 @@ def load_user_context(
 ) -> pd.DataFrame:
     """Read a transaction and its user's earlier transactions after ``since``.
 
+    ``since`` is the end of a model's training window, whose user history
+    the model already keeps, or None to read the user's newest ``limit``
+    transactions up to this one.
+
     Raises
     ------
     TrainingError
-        When the transaction does not exist or the database cannot be read.
+        When the transaction does not exist, is not after ``since``, or the
+        database cannot be read.
     """
     connection = connect(database_url)
     try:
+        event_time = connection.execute(text(_TARGET), {"transaction_id": transaction_id}).scalar()
+        if event_time is None:
+            raise TrainingError(
+                f"Transaction {transaction_id!r} was not found in shop.transactions. "
+                "Check the id on the Fraud queue page."
+            )
+        if since is not None and pd.Timestamp(event_time) <= _utc(since):
+            raise TrainingError(
+                f"Transaction {transaction_id!r} at {pd.Timestamp(event_time).isoformat()} is in the "
+                f"training window of the model, which ends at {_utc(since).isoformat()}. The model's "
+                "saved user history already contains it, so its history features cannot be rebuilt. "
+                f"Explain a transaction after {_utc(since).isoformat()}, or use a version trained before it."
+            )
         columns = [f"t.{name}" for name in TRANSACTION_COLUMNS]
         if has_fraud_pattern(connection):
             columns.append(f"t.{OPTIONAL_COLUMN}")
         query = text(_USER_CONTEXT.format(columns=", ".join(columns)))
         params = {"transaction_id": transaction_id, "since": since, "limit": limit}
-        df = pd.read_sql(query, connection, params=params)
+        return pd.read_sql(query, connection, params=params)
     except DBAPIError as exc:
         raise TrainingError(f"Reading transaction {transaction_id!r} failed: {first_line(exc)}.") from exc
     finally:
         connection.close()
         connection.engine.dispose()
-    if not (df["transaction_id"] == transaction_id).any():
-        raise TrainingError(
-            f"Transaction {transaction_id!r} was not found in shop.transactions. "
-            "Check the id on the Frauds page."
-        )
-    return df
+
+
+def _utc(value: str | datetime) -> pd.Timestamp:
+    timestamp = pd.Timestamp(value)
+    return timestamp.tz_localize("UTC") if timestamp.tzinfo is None else timestamp.tz_convert("UTC")

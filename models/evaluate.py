@@ -11,6 +11,12 @@ registry is evaluated. The last line on stdout is one JSON object: the
 metrics of :func:`models.metrics.evaluate_scores` plus ``version``, or with
 ``--compare-with`` an object ``{"rows", "versions": {V: metrics, V2:
 metrics}}`` computed on the same rows.
+
+The metrics of a registry version also have its precision on the alerts
+that analysts reviewed (:mod:`models.reviewed`): ``reviewed_precision`` and
+the counts ``reviewed_confirmed_fraud`` and ``reviewed_false_positive``.
+The precision is null, with the reason in ``notes``, when no alert of the
+version has a decisive review or the model comes from ``--model-path``.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from models import data
 from models.artifact import IncompatibleModelError, fraud_score, load_artifact, threshold_for_contamination
 from models.metrics import evaluate_scores
 from models.params import TrainingError
+from models.reviewed import reviewed_precision
 from pipeline.settings import SettingsError, get_settings
 
-__all__ = ["compare_models", "evaluate_model", "main"]
+__all__ = ["compare_models", "evaluate_model", "main", "with_reviews"]
 
 
 def evaluate_model(
@@ -81,6 +88,33 @@ def compare_models(artifacts: Mapping[int | str, Mapping[str, Any]], df: pd.Data
     }
 
 
+def with_reviews(metrics: Mapping[str, Any], reviewed: Mapping[str, Any]) -> dict[str, Any]:
+    """Add the precision on reviewed alerts of :mod:`models.reviewed` to evaluation metrics.
+
+    The sentence that explains a null precision goes to ``notes``.
+    """
+    note = reviewed["reviewed_note"]
+    return {
+        **metrics,
+        "reviewed_precision": reviewed["reviewed_precision"],
+        "reviewed_confirmed_fraud": reviewed["reviewed_confirmed_fraud"],
+        "reviewed_false_positive": reviewed["reviewed_false_positive"],
+        "notes": [*metrics.get("notes", []), *([note] if note else [])],
+    }
+
+
+def _no_reviews(path: Path) -> dict[str, Any]:
+    return {
+        "reviewed_precision": None,
+        "reviewed_confirmed_fraud": None,
+        "reviewed_false_positive": None,
+        "reviewed_note": (
+            f"{path} is a model file, not a registry version, so no alert has its version "
+            "and there is no precision on reviewed alerts. Pass --version instead."
+        ),
+    }
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models.evaluate", description="Evaluate a model on labelled transactions and print one JSON line.")
     model = parser.add_mutually_exclusive_group()
@@ -119,9 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.compare_with is not None:
             other, other_artifact = registry.load_version(database_url, args.compare_with)
             result = compare_models({version: artifact, other: other_artifact}, df)
+            for name, metrics in result["versions"].items():
+                reviewed = _no_reviews(args.model_path) if name == str(args.model_path) else reviewed_precision(database_url, int(name))
+                result["versions"][name] = with_reviews(metrics, reviewed)
         else:
             metrics, _ = evaluate_model(artifact, df, args.threshold, args.contamination)
-            result = {"version": version, **metrics}
+            reviewed = _no_reviews(args.model_path) if args.model_path is not None else reviewed_precision(database_url, version)
+            result = {"version": version, **with_reviews(metrics, reviewed)}
     except (TrainingError, SettingsError, IncompatibleModelError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -41,8 +41,9 @@ import pandas as pd
 from sklearn.ensemble._iforest import _average_path_length
 
 from models.artifact import model_features
+from models.features import required_columns
 
-__all__ = ["Explanation", "ModelExplainer"]
+__all__ = ["Explanation", "ModelExplainer", "explain_transaction", "history_since"]
 
 # Below this path-length difference the secant slope is replaced by the
 # derivative, since the division would only amplify rounding.
@@ -145,6 +146,19 @@ class ModelExplainer:
         return self.explain_features(model_features(self.artifact, df))
 
 
+def history_since(artifact: Mapping[str, Any]) -> str | None:
+    """Return the time after which a stored transaction's user history must be read for ``artifact``.
+
+    That is the end of the training window, because the model's feature
+    state keeps the users' history up to it. None for a feature set without
+    user history, whose features need no earlier rows, or for a model
+    without a recorded window.
+    """
+    if "user_id" not in required_columns(artifact["feature_set"]):
+        return None
+    return (artifact.get("training_window") or {}).get("end")
+
+
 def explain_transaction(database_url: str, transaction_id: str, version: int | None = None) -> dict[str, Any]:
     """Explain one stored transaction with a registry version (production when None).
 
@@ -157,8 +171,7 @@ def explain_transaction(database_url: str, transaction_id: str, version: int | N
     from models.artifact import flag
 
     version, artifact = registry.load_version(database_url, version)
-    window = artifact.get("training_window") or {}
-    context = data.load_user_context(database_url, transaction_id, window.get("end"))
+    context = data.load_user_context(database_url, transaction_id, history_since(artifact))
     explanation = ModelExplainer(artifact).explain(context)
     position = int(np.flatnonzero(context["transaction_id"].to_numpy() == transaction_id)[0])
     score = float(explanation.fraud_score[position])

@@ -19,6 +19,7 @@ import pandas as pd
 from models import data
 from models.artifact import QUANTILE_LEVELS, model_features, threshold_for_contamination
 from models.evaluate import evaluate_model
+from models.explain import history_since
 from models.params import TrainingError, TrainingParams
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "score_window",
     "share_above",
     "threshold_for",
+    "threshold_range",
     "training_params",
     "versions_table",
 ]
@@ -168,6 +170,18 @@ def score_window(artifact: Mapping[str, Any], df: pd.DataFrame) -> tuple[np.ndar
     return -artifact["estimator"].score_samples(features), features
 
 
+def threshold_range(scores: np.ndarray, model_threshold: float, decimals: int = 4) -> tuple[float, float]:
+    """Return the bounds of the threshold slider for a window's scores, on a grid of ``decimals``.
+
+    The bounds are rounded outwards, so every score and the model's own
+    threshold lie inside them, and the highest bound flags nothing.
+    """
+    scale = 10.0**decimals
+    low = min(float(np.min(scores)), model_threshold)
+    high = max(float(np.max(scores)), model_threshold)
+    return math.floor(low * scale) / scale, math.ceil(high * scale) / scale
+
+
 def threshold_for(artifact: Mapping[str, Any], mode: str, value: float) -> float:
     """Convert the threshold control to a fraud_score threshold.
 
@@ -204,8 +218,7 @@ def explain_stored(database_url: str, explainer: Any, transaction_id: str) -> di
     TrainingError
         When the transaction does not exist or the database cannot be read.
     """
-    window = explainer.artifact.get("training_window") or {}
-    context = data.load_user_context(database_url, transaction_id, window.get("end"))
+    context = data.load_user_context(database_url, transaction_id, history_since(explainer.artifact))
     features = model_features(explainer.artifact, context)
     position = int(np.flatnonzero(context["transaction_id"].to_numpy() == transaction_id)[0])
     return _one_row(explainer.explain_features(features.iloc[[position]]))

@@ -1,7 +1,7 @@
 """Fraud queue page: filter, sort and page shop.fraud_transactions, explain a row, review it, export CSV.
 
 Every filter, sort and page runs in SQL (pipeline/fraud_queue.py). Selecting a
-row opens its detail panel (pages/queue_detail.py) below the queue, and
+row opens its detail panel (components/queue_detail.py) below the queue, and
 reviews go through pipeline/reviews.py.
 """
 
@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+from components.frame import require_app_frame
 from models import registry
 from models.params import TrainingError
-from pages.queue_detail import (
+from components.queue_detail import (
     COLUMN_CONFIG,
     REFRESH_SECONDS,
     SOURCE_LABELS,
@@ -50,6 +51,7 @@ NO_MODEL_MESSAGE = (
     "Train and promote one on the Model page."
 )
 
+require_app_frame("queue")
 settings = get_settings()
 DATABASE_URL = settings.database_url
 

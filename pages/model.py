@@ -6,6 +6,7 @@ This file contains only UI code. Training, scoring, metrics and the registry liv
 flagged when ``fraud_score > threshold``.
 """
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -14,7 +15,8 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import ArgumentError
 
-from models import charts, lab, registry
+from components.frame import require_app_frame
+from models import charts, lab, registry, reviewed
 from models.artifact import IncompatibleModelError, flag
 from models.features import DEFAULT_FEATURE_SET, FEATURE_SETS
 from models.metrics import metrics_at_threshold
@@ -31,6 +33,7 @@ SHAP_SAMPLE_ROWS = 500
 PICKER_ROWS = 50
 DEFAULT_EVALUATION_ROWS = 50_000
 
+require_app_frame("model")
 settings = get_settings()
 DATABASE_URL = settings.database_url
 
@@ -66,6 +69,11 @@ def cached_scores(
     return lab.score_window(cached_artifact(database_url, version), cached_window(database_url, start, end, limit))
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def cached_reviewed_precision(database_url: str, version: int) -> dict[str, Any]:
+    return reviewed.reviewed_precision(database_url, version)
+
+
 @st.cache_resource(max_entries=2, show_spinner="Building the SHAP explainer...")
 def cached_explainer(database_url: str, version: int) -> Any:
     from models.explain import ModelExplainer
@@ -94,6 +102,13 @@ def cached_comparison(
 # ---- Callbacks ---------------------------------------------------------------
 
 
+def as_request(params: TrainingParams) -> dict[str, Any]:
+    # A plain dict, because Streamlit re-imports the project's modules after
+    # a source file changes, and a TrainingParams made by an earlier run's
+    # callback would then fail isinstance checks of the new class.
+    return dataclasses.asdict(params)
+
+
 def request_training() -> None:
     st.session_state.model_result = None
     st.session_state.model_error = None
@@ -102,7 +117,7 @@ def request_training() -> None:
         "feature_set", "novelty", "holdout", "limit", "start", "end",
     )}
     try:
-        st.session_state.model_request = lab.training_params(form)
+        st.session_state.model_request = as_request(lab.training_params(form))
     except ValueError as exc:
         st.session_state.model_error = str(exc)
 
@@ -110,7 +125,7 @@ def request_training() -> None:
 def request_retraining(parameters: dict[str, Any]) -> None:
     st.session_state.model_result = None
     try:
-        st.session_state.model_request = TrainingParams(**parameters)
+        st.session_state.model_request = as_request(TrainingParams(**parameters))
     except (TypeError, ValueError) as exc:
         st.session_state.model_error = (
             f"The stored parameters cannot be reused ({exc}). Set them in the Train tab instead."
@@ -132,13 +147,13 @@ def run_registry_action(action: str, version: int | None = None) -> None:
     cached_versions.clear()
 
 
-def train(params: TrainingParams) -> None:
+def train(params: dict[str, Any], progress_area: Any) -> None:
     from models.train import train_model
 
-    bar = st.progress(0.0, text="Starting training...")
+    progress_area.progress(0.0, text="Starting training...")
 
     def report(share: float, message: str) -> None:
-        bar.progress(min(max(share, 0.0), 1.0), text=message)
+        progress_area.progress(min(max(share, 0.0), 1.0), text=message)
 
     try:
         st.session_state.model_result = train_model(DATABASE_URL, params, progress=report)
@@ -153,7 +168,7 @@ def train(params: TrainingParams) -> None:
     else:
         st.session_state.model_version = st.session_state.model_result["version"]
         cached_versions.clear()
-    bar.empty()
+    progress_area.empty()
 
 
 # ---- Rendering ---------------------------------------------------------------
@@ -252,11 +267,16 @@ def show_threshold_tuning(artifact: dict, window: pd.DataFrame, scores: np.ndarr
         help="Contamination is the share of the training rows to flag, converted to a threshold.",
     )
     if mode == "fraud_score threshold":
-        low = float(min(scores.min(), model_threshold))
-        high = float(max(scores.max(), model_threshold))
+        key = f"model_threshold_{version}"
+        low, high = lab.threshold_range(scores, model_threshold)
+        # Streamlit resets a slider whose range changes, so the page keeps
+        # the chosen value itself and clamps it into the new window's range.
+        # The first value is the model's own threshold exactly, not rounded to
+        # the slider's step, so the page starts with the model's own alerts.
+        chosen = st.session_state.get(key, model_threshold)
+        st.session_state[key] = min(max(float(chosen), low), high)
         value = st.slider(
-            "fraud_score threshold", min_value=round(low, 4), max_value=round(high, 4) + 0.0001,
-            value=round(model_threshold, 4), step=0.0001, format="%.4f", key=f"model_threshold_{version}",
+            "fraud_score threshold", min_value=low, max_value=high, step=0.0001, format="%.4f", key=key,
         )
         threshold = lab.threshold_for(artifact, "threshold", value)
     else:
@@ -303,6 +323,24 @@ def show_threshold_tuning(artifact: dict, window: pd.DataFrame, scores: np.ndarr
         hide_index=True,
     )
     return threshold
+
+
+def show_reviewed_precision(version: int) -> None:
+    try:
+        result = cached_reviewed_precision(DATABASE_URL, version)
+    except TrainingError as exc:
+        st.warning(str(exc), icon=":material/database:")
+        return
+    precision, confirmed, false_positive = st.columns(3)
+    precision.metric("Precision on reviewed alerts", format_metric(result["reviewed_precision"], ".3f"))
+    confirmed.metric("Reviewed: confirmed fraud", format_metric(result["reviewed_confirmed_fraud"], ","))
+    false_positive.metric("Reviewed: false positive", format_metric(result["reviewed_false_positive"], ","))
+    st.caption(
+        f"Alerts that version {version} flagged in live scoring, at its own threshold, and that analysts "
+        "reviewed as confirmed fraud or false positive. The slider above does not change them."
+    )
+    if result["reviewed_note"]:
+        st.info(result["reviewed_note"])
 
 
 def show_explanations(version: int, window_key: tuple, window: pd.DataFrame, scores: np.ndarray, threshold: float) -> None:
@@ -378,6 +416,9 @@ def show_registry(versions: pd.DataFrame, production: int | None, selected: int,
         return
     try:
         table = cached_comparison(DATABASE_URL, (int(left), int(right)), *window_key)
+    except IncompatibleModelError as exc:
+        st.warning(f"Versions {left} and {right} cannot be compared. {exc}", icon=":material/sync_problem:")
+        return
     except ValueError as exc:
         st.error(f"Comparing versions {left} and {right} failed: {exc}", icon=":material/error:")
         return
@@ -415,10 +456,14 @@ st.caption(
     "fraud_score is higher for more suspicious transactions."
 )
 
+# The progress bar's placeholder exists in every run. A bar added only while
+# training would shift the tabs below it, and Streamlit would then recreate
+# them on the next run with the first tab selected.
+progress_area = st.empty()
 pending = st.session_state.model_request
 if pending is not None:
     st.session_state.model_request = None
-    train(pending)
+    train(pending, progress_area)
 
 train_tab, evaluate_tab, explain_tab, registry_tab = st.tabs(["Train", "Evaluate", "Explain", "Registry"])
 
@@ -491,6 +536,8 @@ if artifact is not None:
                 f"{int(window['is_fraud'].sum()):,} of them fraud."
             )
             threshold = show_threshold_tuning(artifact, window, scores, selected_version)
+        st.subheader("Analyst reviews")
+        show_reviewed_precision(selected_version)
     with explain_tab:
         if window_key is None:
             st.info("The Evaluate tab needs an evaluation window with rows before transactions can be explained.")

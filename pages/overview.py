@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from components.frame import require_app_frame
 from models import registry
 from models.params import TrainingError
 from pipeline import supervisor
@@ -40,6 +41,7 @@ REFRESH_SECONDS = 10
 JOBS_REFRESH_SECONDS = 5
 MODEL_TTL_SECONDS = 30
 
+require_app_frame("overview")
 settings = get_settings()
 
 

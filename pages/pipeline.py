@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from components.frame import require_app_frame
 from pipeline import supervisor
 from pipeline.health import HealthResult, check_kafka, check_postgres
 from pipeline.producer_options import DEFAULT_CAMPAIGN_COUNT
@@ -21,6 +22,7 @@ PROGRESS = {
     "campaign": ("sent", "Messages sent"),
 }
 
+require_app_frame("pipeline")
 settings = get_settings()
 
 if "pipeline_notice" not in st.session_state:

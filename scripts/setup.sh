@@ -2,7 +2,8 @@
 # Install what the workbench and its tests need; safe to run again.
 #
 # System packages (Debian or Ubuntu): Java 17 for Kafka and Spark, Maven to
-# fetch the Kafka jars, PostgreSQL server binaries, and kcat for tests.
+# fetch the Kafka jars, PostgreSQL server binaries, and kcat and Chromium for
+# tests.
 # Python packages go into .venv from requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
     || need_apt+=(postgresql)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if ((${#need_apt[@]})); then
     echo "Installing system packages: ${need_apt[*]}"

@@ -1,4 +1,9 @@
-"""Model registry against the real PostgreSQL of the ``stack`` fixture."""
+"""Model registry against the real PostgreSQL of the ``stack`` fixture.
+
+The tests promote versions, and the transactions consumer of other tests
+scores with the production version, so this module uses its own database
+on the stack's server (the ``own_database`` fixture).
+"""
 
 import json
 import subprocess
@@ -22,64 +27,69 @@ def transactions():
 
 
 @pytest.fixture(scope="module")
-def versions(stack, transactions):
+def database_url(own_database):
+    return own_database
+
+
+@pytest.fixture(scope="module")
+def versions(database_url, transactions):
     first, _ = fit_and_evaluate(transactions, {"n_estimators": 10, "feature_set": "seed_baseline"})
     second, _ = fit_and_evaluate(transactions, {"n_estimators": 10})
     return (
-        registry.register_model(stack.database_url, first),
-        registry.register_model(stack.database_url, second),
+        registry.register_model(database_url, first),
+        registry.register_model(database_url, second),
     )
 
 
-def run_cli(stack, module, *args):
+def run_cli(stack, database_url, module, *args):
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=REPO_ROOT, env=stack.env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=stack.env_with(DATABASE_URL=database_url), capture_output=True, text=True, timeout=300,
     )
 
 
-def test_registry_promote_and_rollback(stack, versions):
+def test_registry_promote_and_rollback(database_url, versions):
     first, second = versions
 
-    registry.promote(stack.database_url, first)
-    registry.promote(stack.database_url, second)
-    rolled_back = registry.rollback(stack.database_url)
+    registry.promote(database_url, first)
+    registry.promote(database_url, second)
+    rolled_back = registry.rollback(database_url)
 
     assert rolled_back == first
-    assert registry.production_version(stack.database_url) == first
+    assert registry.production_version(database_url) == first
 
 
-def test_registry_list_marks_production(stack, versions):
-    registry.promote(stack.database_url, versions[1])
+def test_registry_list_marks_production(database_url, versions):
+    registry.promote(database_url, versions[1])
 
-    listed = registry.list_versions(stack.database_url)
+    listed = registry.list_versions(database_url)
 
     production = listed.loc[listed["production"], "version"].tolist()
     assert production == [versions[1]]
 
 
-def test_registry_load_version_artifact(stack, versions, transactions):
-    version, artifact = registry.load_version(stack.database_url, versions[1])
+def test_registry_load_version_artifact(database_url, versions, transactions):
+    version, artifact = registry.load_version(database_url, versions[1])
 
     assert version == versions[1]
     assert artifact["feature_set"] == "user_history"
 
 
-def test_registry_unknown_version(stack, versions):
+def test_registry_unknown_version(database_url, versions):
     with pytest.raises(registry.RegistryError, match="Model version 999999 does not exist"):
-        registry.promote(stack.database_url, 999_999)
+        registry.promote(database_url, 999_999)
 
 
-def test_registry_other_sklearn_version_rejected(stack, transactions):
+def test_registry_other_sklearn_version_rejected(database_url, transactions):
     artifact, _ = fit_and_evaluate(transactions, {"n_estimators": 5})
-    version = registry.register_model(stack.database_url, dict(artifact, sklearn_version="0.24.2"))
+    version = registry.register_model(database_url, dict(artifact, sklearn_version="0.24.2"))
 
     with pytest.raises(IncompatibleModelError, match="scikit-learn 0.24.2.*Retrain the model"):
-        registry.load_version(stack.database_url, version)
+        registry.load_version(database_url, version)
 
 
-def test_registry_compare_same_window(stack, versions, transactions):
-    loaded = {v: registry.load_version(stack.database_url, v)[1] for v in versions}
+def test_registry_compare_same_window(database_url, versions, transactions):
+    loaded = {v: registry.load_version(database_url, v)[1] for v in versions}
 
     comparison = compare_models(loaded, transactions.tail(600))
 
@@ -87,8 +97,8 @@ def test_registry_compare_same_window(stack, versions, transactions):
     assert set(comparison["versions"]) == {str(v) for v in versions}
 
 
-def test_promote_cli_json_last_line(stack, versions):
-    completed = run_cli(stack, "models.promote", "--version", str(versions[0]))
+def test_promote_cli_json_last_line(stack, database_url, versions):
+    completed = run_cli(stack, database_url, "models.promote", "--version", str(versions[0]))
 
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == {
@@ -96,12 +106,12 @@ def test_promote_cli_json_last_line(stack, versions):
     }
 
 
-def test_evaluate_cli_input_file(stack, versions, transactions, tmp_path):
+def test_evaluate_cli_input_file(stack, database_url, versions, transactions, tmp_path):
     path = tmp_path / "eval.jsonl"
     messages = transactions.tail(500).rename(columns={"event_time": "timestamp"})
     path.write_text(messages.assign(timestamp=messages["timestamp"].map(str)).to_json(orient="records", lines=True))
 
-    completed = run_cli(stack, "models.evaluate", "--version", str(versions[1]), "--input", str(path))
+    completed = run_cli(stack, database_url, "models.evaluate", "--version", str(versions[1]), "--input", str(path))
 
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from models import data, lab, registry
+from models import data, lab, registry, reviewed
 from models.artifact import IncompatibleModelError, flag
 from models.features import FEATURE_SETS
 from models.params import TrainingError
@@ -117,6 +118,21 @@ def test_model_page_train_database_closed(closed_database: int) -> None:
     assert PASSWORD not in errors[0]
 
 
+def test_model_page_train_after_module_reload(closed_database: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = open_page()
+    # Streamlit evicts every project module when a source file changes, so
+    # the next run imports new classes while callbacks keep the old ones.
+    for name in [name for name in sys.modules if name == "models" or name.startswith("models.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+    submit_training(app)
+
+    assert not app.exception
+    errors = texts(app, "error")
+    assert len(errors) == 1
+    assert f"Could not connect to the database at postgresql://fraud:***@127.0.0.1:{closed_database}" in errors[0]
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -183,6 +199,8 @@ class FakeRegistry:
     def __init__(self, artifacts: dict[int, dict]) -> None:
         self.artifacts = artifacts
         self.promotions: list[int] = [1]
+        # Review counts (confirmed fraud, false positive) of each version's alerts.
+        self.reviews: dict[int, tuple[int, int]] = {}
 
     def list_versions(self, database_url: str, limit: int = 100) -> pd.DataFrame:
         production = self.production_version(database_url)
@@ -219,6 +237,10 @@ class FakeRegistry:
         self.promotions.append(version)
         return version
 
+    def reviewed_precision(self, database_url: str, version: int) -> dict:
+        confirmed_fraud, false_positive = self.reviews.get(version, (0, 0))
+        return reviewed.reviewed_precision_from_counts(version, confirmed_fraud, false_positive)
+
     def rollback(self, database_url: str) -> int:
         previous = next((v for v in reversed(self.promotions) if v != self.promotions[-1]), None)
         if previous is None:
@@ -242,6 +264,7 @@ def fake_registry(closed_database, artifacts, transactions, monkeypatch) -> Fake
         return rows.iloc[::-1].head(limit).reset_index(drop=True)
 
     monkeypatch.setattr(data, "load_transactions", load_transactions)
+    monkeypatch.setattr(reviewed, "reviewed_precision", fake.reviewed_precision)
     return fake
 
 
@@ -420,3 +443,112 @@ def test_load_evaluation_window_empty(monkeypatch) -> None:
 
     with pytest.raises(TrainingError, match="No transactions in the evaluation window from 2026-03-01"):
         lab.load_evaluation_window("postgresql://unused@127.0.0.1:1/x", "2026-03-01", None, 100)
+
+
+def shown_threshold(app: AppTest) -> float:
+    markdown = "\n".join(texts(app, "markdown"))
+    return float(re.search(r"Threshold in use: \*\*([0-9.]+)\*\*", markdown).group(1))
+
+
+def narrower_window(artifact: dict, transactions: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return evaluation rows, and their scores, without the lowest and highest scores of the default window."""
+    rows = evaluation_rows(transactions)
+    scores, _ = lab.score_window(artifact, rows)
+    extremes = np.flatnonzero((scores == scores.min()) | (scores == scores.max()))
+    before, after = slice(0, extremes[0]), slice(extremes[-1] + 1, len(rows))
+    block = max(before, after, key=lambda part: len(range(len(rows))[part]))
+    return rows.iloc[block], scores[block]
+
+
+def set_evaluation_window(app: AppTest, window: pd.DataFrame) -> None:
+    app.text_input(key="model_eval_start").input(window["event_time"].iloc[0].isoformat())
+    end = window["event_time"].iloc[-1] + pd.Timedelta(microseconds=1)
+    app.text_input(key="model_eval_end").input(end.isoformat()).run()
+
+
+@pytest.mark.parametrize("end", ["min", "max"])
+def test_model_page_threshold_clamped_after_window_change(fake_registry: FakeRegistry, artifacts, transactions, end: str) -> None:
+    app = open_page()
+    slider = app.slider(key="model_threshold_1")
+    slider.set_value(getattr(slider, end)).run()
+    window, window_scores = narrower_window(artifacts[1], transactions)
+    low, high = lab.threshold_range(window_scores, artifacts[1]["threshold"])
+    assert len(window) >= 20
+    # The old value is outside the new range.
+    assert not low <= slider.value <= high
+
+    set_evaluation_window(app, window)
+
+    assert not app.exception
+    assert texts(app, "error") == []
+    slider = app.slider(key="model_threshold_1")
+    assert (slider.min, slider.max) == (low, high)
+    assert slider.min <= window_scores.min()
+    assert slider.max >= window_scores.max()
+    assert slider.value == (low if end == "min" else high)
+    threshold = shown_threshold(app)
+    assert threshold == pytest.approx(slider.value, abs=5e-7)
+    assert metric_values(app)["Alerts"] == f"{int(flag(window_scores, threshold).sum()):,}"
+    table = app.dataframe[0].value
+    assert (table["predicted_fraud"] == (table["fraud_score"] > threshold)).all()
+
+
+def test_model_page_threshold_kept_after_window_change(fake_registry: FakeRegistry, artifacts, transactions) -> None:
+    app = open_page()
+    window, window_scores = narrower_window(artifacts[1], transactions)
+    chosen = round(float(np.median(window_scores)), 4)
+    app.slider(key="model_threshold_1").set_value(chosen).run()
+
+    set_evaluation_window(app, window)
+
+    assert not app.exception
+    assert app.slider(key="model_threshold_1").value == chosen
+    assert shown_threshold(app) == pytest.approx(chosen, abs=5e-7)
+    assert metric_values(app)["Alerts"] == f"{int(flag(window_scores, chosen).sum()):,}"
+
+
+def test_threshold_range_contains_scores() -> None:
+    assert lab.threshold_range(np.array([0.38985, 0.61234]), 0.5) == (0.3898, 0.6124)
+    assert lab.threshold_range(np.array([0.4, 0.45]), 0.71236) == (0.4, 0.7124)
+    assert lab.threshold_range(np.array([0.55]), 0.21) == (0.21, 0.55)
+
+
+def test_model_page_reviewed_precision(fake_registry: FakeRegistry) -> None:
+    fake_registry.reviews[1] = (3, 1)
+    app = open_page()
+
+    assert not app.exception
+    metrics = metric_values(app)
+    assert metrics["Precision on reviewed alerts"] == "0.750"
+    assert metrics["Reviewed: confirmed fraud"] == "3"
+    assert metrics["Reviewed: false positive"] == "1"
+
+
+def test_model_page_no_reviews_sentence(fake_registry: FakeRegistry) -> None:
+    app = open_page()
+
+    assert not app.exception
+    assert metric_values(app)["Precision on reviewed alerts"] == "n/a"
+    assert any(text.startswith("No alert of model version 1 has been reviewed") for text in texts(app, "info"))
+    assert texts(app, "error") == []
+
+
+def test_model_page_starts_at_model_threshold(fake_registry: FakeRegistry, artifacts, transactions) -> None:
+    app = open_page()
+
+    threshold = artifacts[1]["threshold"]
+    assert app.slider(key="model_threshold_1").value == threshold
+    assert shown_threshold(app) == pytest.approx(threshold, abs=5e-7)
+    scores, _ = lab.score_window(artifacts[1], evaluation_rows(transactions))
+    assert metric_values(app)["Alerts"] == f"{int(flag(scores, threshold).sum()):,}"
+
+
+def test_model_page_compare_incompatible_warning(fake_registry: FakeRegistry, artifacts) -> None:
+    fake_registry.artifacts[3] = dict(artifacts[2], sklearn_version="0.24.2")
+    app = open_page()
+
+    app.selectbox(key="model_compare_right").select(3).run()
+
+    assert not app.exception
+    assert texts(app, "error") == []
+    assert any(text.startswith("Versions 1 and 3 cannot be compared.") and "scikit-learn 0.24.2" in text for text in texts(app, "warning"))
