@@ -10,7 +10,7 @@ import streamlit as st
 from components.frame import APP_FRAME_KEY, REQUESTED_PAGE_KEY
 from pipeline.settings import SettingsError, get_settings
 
-st.set_page_config(page_title="Fraud workbench", page_icon=":material/shield:", layout="wide")
+st.set_page_config(page_title="Fraud workbench", page_icon="🛡️", layout="wide")
 
 try:
     settings = get_settings()

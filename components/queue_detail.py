@@ -154,10 +154,19 @@ def stored_contributions(row: dict[str, Any]) -> None:
 def model_section(database_url: str, row: dict[str, Any]) -> None:
     st.markdown("**Model**")
     version = row["model_version"]
+    if version is None and not row.get("in_ledger", True):
+        st.info(
+            "This transaction has no score yet: the rules queued it before the transactions consumer "
+            "stored and scored it, which usually takes a few seconds. Select it again to see the score. "
+            "If it stays unscored, check the transactions consumer on the Pipeline page.",
+            icon=":material/info:",
+        )
+        return
     if version is None:
         st.info(
-            "This transaction has no SHAP explanation because it was stored without a score: "
-            "no model was in production then.",
+            "This transaction has no SHAP explanation because it was stored without a score: no model "
+            "was in production then, or the production model could not be loaded. The transactions "
+            "consumer's card on the Pipeline page gives the reason.",
             icon=":material/info:",
         )
         stored_contributions(row)

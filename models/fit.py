@@ -26,7 +26,7 @@ from sklearn.ensemble import IsolationForest
 
 from models import data
 from models.artifact import FORMAT_VERSION, QUANTILE_LEVELS, flag
-from models.features import FEATURE_SETS, FeatureState, build_features
+from models.features import FEATURE_SETS, VELOCITY_WINDOW, FeatureState, build_features
 from models.metrics import evaluate_scores
 from models.params import TrainingError, TrainingParams, as_params
 
@@ -93,6 +93,36 @@ def _window(times: pd.Series) -> dict[str, str] | None:
         return None
     times = pd.to_datetime(times, utc=True)
     return {"start": times.min().isoformat(), "end": times.max().isoformat()}
+
+
+# Below this many velocity windows of training data, a user's velocity in
+# training is cut short compared with a stream that has run for longer.
+MIN_VELOCITY_WINDOWS = 2
+# Flagging more than this many times the training share on held-out rows
+# means that they differ from the training rows.
+MAX_FLAGGED_RATIO = 2.0
+
+
+def drift_notes(times: pd.Series, feature_set: str, train_flagged: float, holdout_flagged: float) -> list[str]:
+    """Return sentences that warn when the model will likely flag far more in use than in training."""
+    notes = []
+    times = pd.to_datetime(times, utc=True)
+    span = times.max() - times.min() if len(times) else pd.Timedelta(0)
+    if "velocity_10m" in FEATURE_SETS[feature_set] and span < MIN_VELOCITY_WINDOWS * VELOCITY_WINDOW:
+        minutes = span.total_seconds() / 60
+        notes.append(
+            f"The training rows span {minutes:.1f} minutes, less than {MIN_VELOCITY_WINDOWS} velocity windows "
+            f"of {VELOCITY_WINDOW.total_seconds() / 60:.0f} minutes, so users have less history in training "
+            "than in a longer stream and the model may flag more and more transactions. "
+            f"Train on at least {MIN_VELOCITY_WINDOWS * VELOCITY_WINDOW.total_seconds() / 60:.0f} minutes of transactions."
+        )
+    if train_flagged > 0 and holdout_flagged > MAX_FLAGGED_RATIO * train_flagged:
+        notes.append(
+            f"The model flags {holdout_flagged:.1%} of the held-out transactions but {train_flagged:.1%} of "
+            "the training ones, so the later data differs from the training data. Expect a similar alert "
+            "rate in the stream; train on a longer or more recent window."
+        )
+    return notes
 
 
 def fit_and_evaluate(
@@ -163,6 +193,7 @@ def fit_and_evaluate(
     scores = -estimator.score_samples(holdout_features)
     patterns = holdout_df["fraud_pattern"] if "fraud_pattern" in holdout_df.columns else None
     evaluation = evaluate_scores(_labels(holdout_df), scores, threshold, patterns)
+    notes += drift_notes(train_df["event_time"], params.feature_set, flag(train_scores, threshold).mean(), flag(scores, threshold).mean())
     metrics = {
         **evaluation,
         "rows": int(len(train_df)),

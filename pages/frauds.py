@@ -216,7 +216,14 @@ def queue_table(page_size: int) -> None:
         # The detail panel is outside this fragment, so the whole page reruns.
         st.rerun()
     if result.rows.empty:
-        st.info("No transaction in the queue matches these filters yet.")
+        searched = st.session_state.get("frauds_search", "").strip()
+        if searched:
+            st.info(
+                f"No transaction in the queue has a transaction id or user id that starts with "
+                f"{searched!r} under these filters. Ids are case-sensitive; check the id or clear other filters."
+            )
+        else:
+            st.info("No transaction in the queue matches these filters. New rows appear here as they arrive.")
     else:
         st.dataframe(
             display_frame(result.rows),

@@ -220,6 +220,13 @@ def jobs_panel() -> None:
             rate = "–" if health.rows_per_second is None else f"{health.rows_per_second:,.1f}"
             st.metric(label, rate)
             st.caption(health.last_batch)
+            cause = statuses[name].failure_cause()
+            if cause:
+                st.error(
+                    f"{health.title} stopped with an error, so its part of the pipeline is not running. "
+                    f"The last error in its log: {cause} Restart it on the Pipeline page.",
+                    icon=":material/error:",
+                )
             problem = statuses[name].metrics.get("scoring_problem")
             if health.running and isinstance(problem, str) and problem:
                 st.warning(problem, icon=":material/warning:")

@@ -125,7 +125,8 @@ def producer_options() -> None:
         value=20.0,
         step=1.0,
         key="producer_rate",
-        help="Messages per second that the producer sends to Kafka.",
+        help="Messages per second that the producer sends to Kafka. 0 sends as fast as Kafka accepts, "
+        "with no limit; stop the producer to pause the stream.",
     )
     ratio_column.number_input(
         "Fraud ratio",

@@ -67,6 +67,11 @@ TEXT_FIELDS = (
 # shop.transactions.amount is numeric(12, 2).
 MAX_AMOUNT = Decimal("9999999999.99")
 CENT = Decimal("0.01")
+# Accepted event times: a card transaction from before 1970 or after 2200 is
+# a producer bug. The bounds also keep every time, and a day on either side
+# of it, inside pandas' nanosecond range (1677 to 2262), which scoring uses.
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_EVENT_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
 MAX_REASON_VALUE_CHARS = 60
 MAX_FRAUD_PATTERN_CHARS = 64
 
@@ -145,6 +150,11 @@ def validate_message(value: bytes | str | None) -> tuple[dict[str, Any] | None, 
         return None, (
             "field timestamp must be ISO 8601 with a UTC offset "
             f"(for example 2026-01-31T12:00:00+00:00), got {_show(raw_time)}"
+        )
+    if not EARLIEST_EVENT_TIME <= record["timestamp"] < LATEST_EVENT_TIME:
+        return None, (
+            f"field timestamp must be from {EARLIEST_EVENT_TIME.date()} to before "
+            f"{LATEST_EVENT_TIME.date()} (UTC), got {_show(raw_time)}"
         )
 
     raw_amount = payload["amount"]

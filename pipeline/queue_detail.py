@@ -57,9 +57,15 @@ DETAIL_COLUMNS = (
 
 
 def fetch_queue_transaction(engine: Engine, transaction_id: str) -> dict[str, Any] | None:
-    """Return every column of one queue row as a dict, or None when it is not in the queue."""
+    """Return every column of one queue row as a dict, or None when it is not in the queue.
+
+    The key ``in_ledger`` says whether the transactions consumer has stored
+    the row yet: the frauds consumer often queues a labelled row first.
+    """
     sql = text(
-        f"SELECT {select_list(DETAIL_COLUMNS)} FROM shop.fraud_transactions"
+        f"SELECT {select_list(DETAIL_COLUMNS)}, EXISTS ("
+        "SELECT 1 FROM shop.transactions t WHERE t.transaction_id = shop.fraud_transactions.transaction_id"
+        ") AS in_ledger FROM shop.fraud_transactions"
         " WHERE transaction_id = :transaction_id"
     )
     with engine.connect() as connection:
@@ -210,11 +216,20 @@ def similar_statement(
         "device": target["device"],
         "location": target["transaction_location"],
         "event_time": event_time,
-        "window_start": event_time - window,
-        "window_end": event_time + window,
+        "window_start": _shift(event_time, -window),
+        "window_end": _shift(event_time, window),
         "per_side": per_side,
     }
     return text(sql), params
+
+
+def _shift(moment: datetime, delta: timedelta) -> datetime:
+    """Return ``moment + delta``, held at the bounds of datetime for rows stored near year 1 or 9999."""
+    try:
+        return moment + delta
+    except OverflowError:
+        bound = datetime.max if delta > timedelta(0) else datetime.min
+        return bound.replace(tzinfo=moment.tzinfo)
 
 
 def fetch_similar_transactions(

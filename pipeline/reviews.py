@@ -100,6 +100,8 @@ def check_reviewer(reviewer: object) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
         raise ValueError("Enter your name as reviewer before recording a review.")
     name = reviewer.strip()
+    if "\x00" in name:
+        raise ValueError("The reviewer name contains a NUL character, which cannot be stored. Retype the name.")
     if len(name) > MAX_REVIEWER_LENGTH:
         raise ValueError(
             f"The reviewer name has {len(name)} characters; the limit is {MAX_REVIEWER_LENGTH}. "
@@ -114,12 +116,18 @@ def check_note(note: object) -> str:
     Raises
     ------
     ValueError
-        When the note is not text or longer than :data:`MAX_NOTE_LENGTH` characters.
+        When the note is not text, contains a NUL character or is longer
+        than :data:`MAX_NOTE_LENGTH` characters.
     """
     if note is None:
         return ""
     if not isinstance(note, str):
         raise ValueError(f"The note must be text, got {note!r}.")
+    if "\x00" in note:
+        raise ValueError(
+            "The note contains a NUL character, which cannot be stored. Remove it, for example by "
+            "retyping the pasted text, and record the review again."
+        )
     if len(note) > MAX_NOTE_LENGTH:
         raise ValueError(
             f"The note has {len(note):,} characters; the limit is {MAX_NOTE_LENGTH:,}. "

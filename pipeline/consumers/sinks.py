@@ -166,10 +166,9 @@ def write_partition(
         with connection, connection.cursor() as cursor:
             if sink == "transactions":
                 model, problem = _live_model(cursor, database_url, model_version)
-                frame = _frame(valid)
                 scores = None
                 if model is not None and valid:
-                    scores, problem = _score(cursor, frame, model)
+                    scores, problem = _score(cursor, valid, model)
                 if scores is not None:
                     scored = len(valid)
                     valid = [
@@ -179,7 +178,7 @@ def write_partition(
                 else:
                     valid = [(*values[:12], None, None, None, *values[12:]) for values in valid]
                 stored, failed = _insert_or_quarantine(cursor, INSERT_LEDGER, valid)
-                _write_queue(cursor, frame, valid, {row[0] for row in stored}, model, scores)
+                _write_queue(cursor, valid, {row[0] for row in stored}, model, scores)
             else:
                 fraud_rows = [values[:9] + values[10:] for values in valid]
                 stored, failed = _insert_or_quarantine(cursor, INSERT_FRAUD, fraud_rows)
@@ -249,16 +248,17 @@ def _live_model(cursor: Any, database_url: str, version: int | None) -> tuple[Li
 
 
 def _score(
-    cursor: Any, frame: pd.DataFrame, model: LiveModel
+    cursor: Any, valid: list[tuple], model: LiveModel
 ) -> tuple[tuple[np.ndarray, np.ndarray, pd.DataFrame] | None, str | None]:
     """Score the partition with its users' stored history.
 
     Returns the scores, flags and feature matrix, or None and the reason
-    when scoring failed: the rows are then stored unscored rather than
-    holding up the ledger.
+    when scoring failed. The rows are then stored unscored rather than
+    holding up the ledger, whatever the failure.
     """
     cursor.execute("SAVEPOINT scoring")
     try:
+        frame = _frame(valid)
         ledger = read_ledger_history(cursor, frame, model.cutoff) if model.cutoff is not None else None
         result, features = score_rows(frame, model.artifact, ledger)
     except Exception as exc:  # noqa: BLE001 - any failure must leave the ledger write possible.
@@ -270,16 +270,16 @@ def _score(
 
 def _write_queue(
     cursor: Any,
-    frame: pd.DataFrame,
     valid: list[tuple],
     stored_ids: set[str],
     model: LiveModel | None,
     scores: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None,
 ) -> None:
     """Put the newly stored rows that are labelled fraud or flagged into the queue."""
-    is_fraud = frame["is_fraud"].to_numpy() == 1
-    flagged = scores[1] if scores is not None else np.zeros(len(frame), dtype=bool)
-    queued = np.flatnonzero((is_fraud | flagged) & frame["transaction_id"].isin(stored_ids).to_numpy())
+    is_fraud = np.array([values[9] == 1 for values in valid], dtype=bool)
+    stored = np.array([values[0] in stored_ids for values in valid], dtype=bool)
+    flagged = scores[1] if scores is not None else np.zeros(len(valid), dtype=bool)
+    queued = np.flatnonzero((is_fraud | flagged) & stored)
     if not len(queued):
         return
     contributions: list[Any] = [None] * len(queued)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass
@@ -86,23 +87,43 @@ class JobStatus:
         )
 
     def failure_cause(self) -> str | None:
-        """Return the last error line of a failed run's log, the most likely cause, or None."""
+        """Return the line of a failed run's log that most likely names the cause, or None."""
         if not self.failed:
             return None
-        return failure_line(self.log_tail)
+        return failure_line(read_tail(self.log_path, FAILURE_SCAN_LINES, FAILURE_SCAN_BYTES))
 
 
-# Words that mark a log line as the report of an error rather than progress.
-_ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Error:", "error:", "failed:", "Exception:")
+# How many of a failed job's last log lines are searched for the cause.
+# Spark prints a query plan of many lines after the error itself.
+FAILURE_SCAN_LINES = 2000
+FAILURE_SCAN_BYTES = 1024 * 1024
+MAX_CAUSE_CHARS = 300
+# "OverflowError: ...", "pyspark.errors...StreamingQueryException: ...".
+_EXCEPTION_LINE = re.compile(r"\b[A-Za-z_][\w.]*(Error|Exception)\b: \S")
+# Exceptions that only wrap the one raised in the Python code of a job.
+_WRAPPER_EXCEPTIONS = ("StreamingQueryException", "Py4JJavaError", "PythonException", "SparkException")
+_LOG_ERROR = re.compile(r" (ERROR|CRITICAL) ")
+# Lines of a Spark query plan or a Java stack trace.
+_PLAN_PREFIXES = ("+-", ":-", ":", "|", "at ", "...", "===")
 
 
 def failure_line(lines: tuple[str, ...] | list[str]) -> str | None:
-    """Return the last line of ``lines`` that reports an error, else the last non-empty line."""
+    """Return the line that most likely names why a job failed.
+
+    The last exception that is not a Spark or Py4J wrapper comes first, then
+    the last wrapper, then the last ERROR log line, then the last line that
+    is not part of a query plan or stack trace. Long lines are cut.
+    """
     text = [line.strip() for line in lines if line.strip()]
-    for line in reversed(text):
-        if any(marker in line for marker in _ERROR_MARKERS):
-            return line
-    return text[-1] if text else None
+    exceptions = [line for line in text if _EXCEPTION_LINE.search(line)]
+    specific = [line for line in exceptions if not any(name in line for name in _WRAPPER_EXCEPTIONS)]
+    errors = [line for line in text if _LOG_ERROR.search(line)]
+    plain = [line for line in text if not line.startswith(_PLAN_PREFIXES)]
+    for candidates in (specific, exceptions, errors, plain):
+        if candidates:
+            line = candidates[-1]
+            return line if len(line) <= MAX_CAUSE_CHARS else line[: MAX_CAUSE_CHARS - 3] + "..."
+    return None
 
 
 def write_json(path: Path, body: dict[str, Any]) -> None:
@@ -124,14 +145,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def read_tail(path: Path, lines: int) -> tuple[str, ...]:
-    """Return the last ``lines`` lines of ``path`` that fit in its last 64 KiB."""
+def read_tail(path: Path, lines: int, max_bytes: int = TAIL_READ_BYTES) -> tuple[str, ...]:
+    """Return the last ``lines`` lines of ``path`` that fit in its last ``max_bytes`` bytes."""
     if lines <= 0:
         return ()
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, os.SEEK_END)
-            offset = max(0, size - TAIL_READ_BYTES)
+            offset = max(0, size - max_bytes)
             handle.seek(offset)
             data = handle.read()
     except FileNotFoundError:

@@ -206,7 +206,17 @@ def test_frauds_page_empty_filter_result(frauds_page: AppTest, fraud_rows: Fraud
     assert not frauds_page.exception
     fraud_tables = [frame for frame in frauds_page.dataframe if "transaction_id" in frame.value.columns]
     assert fraud_tables == []
-    assert "No transaction in the queue matches these filters yet." in [info.value for info in frauds_page.info]
+    assert "No transaction in the queue matches these filters. New rows appear here as they arrive." in [
+        info.value for info in frauds_page.info
+    ]
+
+
+def test_frauds_page_search_without_match_names_the_value(frauds_page: AppTest) -> None:
+    frauds_page.text_input(key="frauds_search").input("TX-NO-SUCH-ID").run()
+
+    assert not frauds_page.exception
+    infos = [info.value for info in frauds_page.info]
+    assert any("starts with 'TX-NO-SUCH-ID'" in info and "case-sensitive" in info for info in infos), infos
 
 
 def test_count_fraud_rows_stops_past_limit(stack, fraud_rows: FraudRows) -> None:

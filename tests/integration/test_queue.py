@@ -595,13 +595,31 @@ def test_page_detail_panel_of_unscored_row(page: AppTest) -> None:
     assert not page.exception
     assert [header.value for header in page.subheader] == ["Transaction q-01"]
     assert "The rules labelled this transaction fraud for: high_amount." in texts(page, "markdown")
-    assert any("it was stored without a score" in info for info in texts(page, "info"))
+    # Only the rules queued q-01 so far: the transactions consumer has not stored it.
+    assert any(info.startswith("This transaction has no score yet") for info in texts(page, "info"))
     metrics = {metric.label: metric.value for metric in page.metric}
     assert metrics["fraud_score"] == "not scored"
     assert metrics["Event to queue"] == "1.50 s"
     similar = table_with(page, "match")
     assert list(similar["transaction_id"]) == ["q-02", "q-03"]
     assert list(similar["match"]) == ["same user", "same device and country"]
+
+
+def test_page_detail_panel_of_row_stored_unscored(database_url: str, page: AppTest) -> None:
+    execute(
+        database_url,
+        "INSERT INTO shop.transactions (transaction_id, user_id, event_time, first_name, last_name, "
+        "location, transaction_location, amount, device, is_fraud, kafka_topic, kafka_partition, kafka_offset) "
+        "SELECT transaction_id, user_id, event_time, first_name, last_name, location, transaction_location, "
+        "amount, device, 1, 'queue-test', 1, 1 FROM shop.fraud_transactions WHERE transaction_id = 'q-01'",
+    )
+    try:
+        select_row(page, "q-01")
+
+        infos = texts(page, "info")
+        assert any("it was stored without a score: no model was in production then" in info for info in infos)
+    finally:
+        execute(database_url, "DELETE FROM shop.transactions WHERE transaction_id = 'q-01'")
 
 
 def test_page_detail_panel_model_not_loadable(page: AppTest) -> None:

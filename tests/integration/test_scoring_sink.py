@@ -116,3 +116,20 @@ def test_poison_row_is_quarantined_and_the_rest_scored(own_database, artifacts) 
         "SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s AND model_version = %s",
         (topic, version),
     ) == [(3,)]
+
+
+def test_time_outside_pandas_range_is_stored_unscored(own_database, artifacts) -> None:
+    version = registry.register_model(own_database, artifacts[0])
+    topic = f"year-one-{uuid.uuid4().hex[:8]}"
+    rows = _partition(topic, 2)
+    # Validation keeps such times out; this row bypasses it, as a future bug might.
+    rows[1] = rows[1]._replace(event_time_us=-62_135_596_800_000_000)  # 0001-01-01T00:00:00Z
+
+    counts = list(write_partition(rows, own_database, "transactions", version))
+
+    assert counts[0].inserted == 2
+    assert counts[0].scored == 0
+    assert f"Scoring with model version {version} failed" in counts[0].scoring_problem
+    assert _rows(
+        own_database, "SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s AND fraud_score IS NULL", (topic,)
+    ) == [(2,)]

@@ -133,6 +133,13 @@ def test_message_unparseable_value(value: bytes | None, match: str) -> None:
         ({"is_fraud": True}, "field is_fraud must be 0 or 1, got true"),
         ({"timestamp": "0001-01-01T00:00:00+14:00"}, "field timestamp must be ISO 8601"),
         ({"timestamp": "9999-12-31T23:59:59-14:00"}, "field timestamp must be ISO 8601"),
+        # Valid dates outside the accepted range, on both sides of pandas' range too.
+        ({"timestamp": "0001-01-01T00:00:00+00:00"}, "field timestamp must be from 1970-01-01 to before 2200-01-01"),
+        ({"timestamp": "1677-09-21T00:00:00+00:00"}, "field timestamp must be from 1970-01-01"),
+        ({"timestamp": "1969-12-31T23:59:59+00:00"}, "field timestamp must be from 1970-01-01"),
+        ({"timestamp": "2200-01-01T00:00:00+00:00"}, "field timestamp must be from 1970-01-01"),
+        ({"timestamp": "2263-01-01T00:00:00+00:00"}, "field timestamp must be from 1970-01-01"),
+        ({"timestamp": "9999-12-31T23:59:59+00:00"}, "field timestamp must be from 1970-01-01"),
         ({"first_name": "Ada\u0000"}, "field first_name contains a NUL character"),
         ({"fraud_reasons": ["high\u0000"]}, "field fraud_reasons contains a NUL character"),
         ({"user_id": ""}, "field user_id must be a non-empty string"),
@@ -167,6 +174,14 @@ def test_message_amount_rounds_to_cent(amount: float, stored: Decimal) -> None:
     record, _ = _validate(_message(amount=amount))
 
     assert record["amount"] == stored
+
+
+def test_message_timestamp_bounds_are_accepted() -> None:
+    earliest, _ = _validate(_message(timestamp="1970-01-01T00:00:00+00:00"))
+    latest, _ = _validate(_message(timestamp="2199-12-31T23:59:59.999999+00:00"))
+
+    assert earliest["timestamp"] == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert latest["timestamp"].year == 2199
 
 
 def test_message_zulu_timestamp() -> None:

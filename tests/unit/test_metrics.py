@@ -70,3 +70,19 @@ def test_threshold_for_contamination_matches_percentile():
 def test_threshold_for_contamination_invalid(contamination):
     with pytest.raises(ValueError, match=rf"contamination must be in \(0, 0.5\], got {contamination}"):
         threshold_for_contamination(np.zeros(len(QUANTILE_LEVELS)), contamination)
+
+
+def test_drift_notes_warn_about_short_window_and_alert_rate() -> None:
+    import pandas as pd
+
+    from models.fit import drift_notes
+
+    short = pd.Series(pd.date_range("2026-01-01", periods=10, freq="1min", tz="UTC"))
+    long = pd.Series(pd.date_range("2026-01-01", periods=10, freq="10min", tz="UTC"))
+
+    notes = drift_notes(short, "user_history", 0.10, 0.40)
+    assert len(notes) == 2
+    assert notes[0].startswith("The training rows span 9.0 minutes")
+    assert notes[1].startswith("The model flags 40.0% of the held-out transactions but 10.0%")
+    assert drift_notes(short, "seed_baseline", 0.10, 0.12) == []
+    assert drift_notes(long, "user_history", 0.10, 0.15) == []

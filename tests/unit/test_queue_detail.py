@@ -55,3 +55,11 @@ def test_similar_statement_largest_window_accepted() -> None:
     _, params = similar_statement(TARGET, MAX_SIMILAR_WINDOW, MAX_SIMILAR_PER_SIDE)
 
     assert params["per_side"] == MAX_SIMILAR_PER_SIDE
+
+
+@pytest.mark.parametrize("moment", [datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, tzinfo=timezone.utc)])
+def test_similar_statement_at_calendar_edges(moment: datetime) -> None:
+    # Older releases accepted any date PostgreSQL takes, so such rows may be stored.
+    _, params = similar_statement({**TARGET, "event_time": moment}, timedelta(hours=24), per_side=5)
+
+    assert params["window_start"] <= moment <= params["window_end"]

@@ -99,3 +99,18 @@ def test_review_history_invalid_limit_raises() -> None:
 def test_decisions_are_review_statuses() -> None:
     assert set(DECISIONS) == set(REVIEW_STATUSES) - {"unreviewed"}
     assert set(DECISION_LABELS) == set(REVIEW_STATUSES)
+
+
+@pytest.mark.parametrize(
+    "reviewer, note, message",
+    [
+        ("Ada\x00", "", "The reviewer name contains a NUL character"),
+        ("Ada", "pasted\x00text", "The note contains a NUL character"),
+    ],
+)
+def test_nul_character_is_rejected_with_a_message(reviewer: str, note: str, message: str) -> None:
+    from pipeline.reviews import check_note, check_reviewer
+
+    with pytest.raises(ValueError, match=message):
+        check_reviewer(reviewer)
+        check_note(note)

@@ -643,3 +643,20 @@ def test_failure_line_prefers_the_last_error_over_later_output() -> None:
     assert failure_line(lines) == lines[1]
     assert failure_line(["starting", "Kafka is not reachable at 127.0.0.1:1"]) == "Kafka is not reachable at 127.0.0.1:1"
     assert failure_line(["", "  "]) is None
+
+
+def test_failure_line_skips_spark_plan_and_wrappers() -> None:
+    from pipeline.supervisor.state import failure_line
+
+    lines = [
+        "2026-12-04 10:00:01,000 ERROR pipeline.consumers.job: query failed: id=1 run_id=2",
+        "OverflowError: Overflow occurred in npy_datetimestruct_to_datetime",
+        "pyspark.errors.exceptions.captured.StreamingQueryException: [STREAM_FAILED] Query terminated",
+        "=== Streaming Query ===",
+        "+- ~StreamingDataSourceV2ScanRelation[key#7, value#8] KafkaTable",
+        "\tat org.apache.spark.sql.execution.streaming.StreamExecution.run(StreamExecution.scala:1)",
+    ]
+    assert failure_line(lines) == lines[1]
+    assert failure_line(lines[2:]) == lines[2]
+    assert failure_line(lines[3:]) is None
+    assert len(failure_line(["ValueError: " + "x" * 1000])) == 300
