@@ -37,7 +37,7 @@ pages = [
 page = st.navigation(pages)
 st.session_state[APP_FRAME_KEY] = True
 
-# A page opened before this script ever ran asks for itself here; see
+# A page opened before this script ever ran requests itself here; see
 # components/frame.py.
 requested = st.session_state.pop(REQUESTED_PAGE_KEY, None)
 for candidate in pages:

@@ -24,11 +24,9 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,12 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from consumer_latency import LATENCY_SQL, _count, _wait  # noqa: E402
+from consumer_latency import latency_figures, send_and_wait, start_consumers, stop_consumers  # noqa: E402
 
 from models import registry  # noqa: E402
 from models.train import train_model  # noqa: E402
 from pipeline.migrate import migrate  # noqa: E402
-from pipeline.producer import parse_summary  # noqa: E402
 from pipeline.settings import get_settings  # noqa: E402
 
 TARGET_P95_S = 5.0
@@ -109,59 +106,22 @@ def main() -> int:
     )
 
     _admin(settings.database_url, f'CREATE DATABASE "{database}"')
-    consumers: list[subprocess.Popen] = []
     try:
         migrate(database_url)
         version = _promote_model(database_url, env, folder, args.rate)
-        # One warm-up record creates the topic and is left out of the figures.
-        subprocess.run(
-            [sys.executable, "-m", "pipeline.producer", "--count", "1"],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-        )
-        for sink in ("transactions", "frauds"):
-            log = open(folder / f"{sink}.log", "wb")
-            consumers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "pipeline.consumers", sink],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            )
-        _wait(lambda: _count(database_url, "transactions", topic) >= 1, 300, "the consumers to start")
-        with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT array_agg(transaction_id) FROM shop.transactions WHERE kafka_topic = %s", (topic,))
-            warmup_ids = cursor.fetchone()[0]
-
-        count = int(args.rate * args.seconds)
-        producer = subprocess.run(
-            [sys.executable, "-m", "pipeline.producer", "--count", str(count), "--rate", str(args.rate)],
-            cwd=ROOT, env=env, capture_output=True, text=True,
-        )
-        if producer.returncode != 0:
-            raise SystemExit(f"producer failed:\n{producer.stderr[-2000:]}")
-        summary = parse_summary(producer.stdout.strip().splitlines()[-1])
-        expected = int(summary["sent"]) + len(warmup_ids)
-        _wait(lambda: _count(database_url, "transactions", topic) >= expected, 600, "the ledger to catch up")
-
-        figures = {}
-        with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-            for table in ("fraud_transactions", "transactions"):
-                cursor.execute(LATENCY_SQL.format(table=table), (topic, warmup_ids))
-                rows, p50, p95, worst, _ = cursor.fetchone()
-                figures[table] = {
-                    "rows": rows,
-                    "latency_p50_s": round(float(p50), 3),
-                    "latency_p95_s": round(float(p95), 3),
-                    "latency_max_s": round(float(worst), 3),
-                }
-            cursor.execute(SCORED_SQL, (topic,))
-            scored, flagged = cursor.fetchone()
+        consumers, warmup_ids = start_consumers(env, folder, database_url, topic)
+        try:
+            summary = send_and_wait(env, database_url, topic, args.rate, args.seconds, len(warmup_ids))
+            figures = {
+                table: latency_figures(database_url, topic, warmup_ids, table)
+                for table in ("fraud_transactions", "transactions")
+            }
+            with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+                cursor.execute(SCORED_SQL, (topic,))
+                scored, flagged = cursor.fetchone()
+        finally:
+            stop_consumers(consumers)
     finally:
-        for process in consumers:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(60)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, signal.SIGKILL)
         _admin(settings.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     queue_p95 = figures["fraud_transactions"]["latency_p95_s"]

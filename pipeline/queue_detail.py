@@ -59,8 +59,8 @@ DETAIL_COLUMNS = (
 def fetch_queue_transaction(engine: Engine, transaction_id: str) -> dict[str, Any] | None:
     """Return every column of one queue row as a dict, or None when it is not in the queue.
 
-    The key ``in_ledger`` says whether the transactions consumer has stored
-    the row yet: the frauds consumer often queues a labelled row first.
+    The key ``in_ledger`` is True once the transactions consumer has stored
+    the row. The frauds consumer often queues a labelled row before that.
     """
     sql = text(
         f"SELECT {select_list(DETAIL_COLUMNS)}, EXISTS ("

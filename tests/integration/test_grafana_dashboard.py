@@ -30,7 +30,6 @@ import pytest
 from psycopg2 import sql as pgsql
 from sqlalchemy.engine import make_url
 
-from pipeline.migrate import migrate
 from tests.grafana_macros import expand_macros
 
 pytestmark = pytest.mark.timeout(300)
@@ -242,22 +241,10 @@ def insert_rows(database_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def database_url(stack) -> Iterator[str]:
-    """Return the URL of a new, migrated database with the rows above; drop it afterwards."""
-    name = f"grafana_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(stack.database_url, connect_timeout=5)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-        url = make_url(stack.database_url).set(database=name).render_as_string(hide_password=False)
-        migrate(url)
-        insert_rows(url)
-        yield url
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
-        admin.close()
+def database_url(own_database: str) -> str:
+    """Return the URL of a new, migrated database with the rows above."""
+    insert_rows(own_database)
+    return own_database
 
 
 def test_every_panel_query_is_checked() -> None:

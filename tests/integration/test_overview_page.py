@@ -12,7 +12,6 @@ import base64
 import json
 import math
 import socket
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,13 +23,11 @@ import pytest
 import streamlit as st
 from psycopg2 import sql as pgsql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from streamlit.testing.v1 import AppTest
 
 # Imported before AppTest runs the page: Streamlit puts pages/ first on
 # sys.path, where pages/pipeline.py would otherwise shadow the package.
 from pipeline.jobmetrics import write_metrics
-from pipeline.migrate import migrate
 from pipeline.overview import NO_MODEL_MESSAGE, STATEMENTS, fetch_overview
 from pipeline.queries import get_engine
 
@@ -126,23 +123,10 @@ def insert_rows(database_url: str, now: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-def database_url(stack) -> Iterator[str]:
-    """Return the URL of a new, migrated database with the rows above; drop it afterwards."""
-    name = f"overview_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(stack.database_url, connect_timeout=5)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-        url = make_url(stack.database_url).set(database=name).render_as_string(hide_password=False)
-        migrate(url)
-        insert_rows(url, datetime.now(timezone.utc))
-        yield url
-    finally:
-        # The page's connection pool may still hold connections.
-        with admin.cursor() as cursor:
-            cursor.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
-        admin.close()
+def database_url(own_database: str) -> str:
+    """Return the URL of a new, migrated database with the rows above."""
+    insert_rows(own_database, datetime.now(timezone.utc))
+    return own_database
 
 
 @pytest.fixture

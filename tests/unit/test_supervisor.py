@@ -630,7 +630,7 @@ def test_format_uptime(seconds: float | None, text: str) -> None:
     assert format_uptime(seconds) == text
 
 
-def test_failure_line_prefers_the_last_error_over_later_output() -> None:
+def test_failure_line_prefers_last_error() -> None:
     from pipeline.supervisor.state import failure_line
 
     lines = [
