@@ -44,6 +44,8 @@ __all__ = [
 COMPARED_METRICS = (
     "threshold", "rows", "frauds", "alerts", "alerts_per_1000", "precision", "recall", "f1", "roc_auc", "pr_auc",
 )
+# The compared metrics that are counts, shown without decimals.
+COUNT_METRICS = ("rows", "frauds", "alerts")
 
 
 def parse_max_samples(raw: str) -> str | int | float:
@@ -269,3 +271,17 @@ def comparison_table(artifacts: Mapping[int, Mapping[str, Any]], df: pd.DataFram
         metrics, _ = evaluate_model(artifact, df)
         columns[f"version {version}"] = [metrics.get(name) for name in COMPARED_METRICS]
     return pd.DataFrame(columns, index=list(COMPARED_METRICS))
+
+
+def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Return :func:`comparison_table` as text: counts with thousands separators, other figures to 4 decimals."""
+
+    def show(metric: str, value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return f"{value:,.0f}" if metric in COUNT_METRICS else f"{value:.4f}"
+
+    return pd.DataFrame(
+        {column: [show(metric, value) for metric, value in table[column].items()] for column in table.columns},
+        index=table.index,
+    )

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         database_url = get_settings().database_url
+        before = registry.production_version(database_url)
         if args.rollback:
             version = registry.rollback(database_url)
         else:
@@ -41,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrainingError, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(json.dumps({"production_version": version, "action": "rollback" if args.rollback else "promote"}), flush=True)
+    changed = version != before
+    if not changed:
+        print(f"Model version {version} was already in production; nothing changed.", file=sys.stderr)
+    result = {"production_version": version, "action": "rollback" if args.rollback else "promote", "changed": changed}
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -135,6 +135,9 @@ def _require_version(connection: Connection, version: int) -> None:
 def promote(database_url: str, version: int, reason: str = "promote") -> int:
     """Make ``version`` the production model and return it.
 
+    Promoting the version already in production adds no promotion row, so
+    the history and a later rollback see one promotion.
+
     Raises
     ------
     RegistryError
@@ -144,11 +147,15 @@ def promote(database_url: str, version: int, reason: str = "promote") -> int:
     def work(connection: Connection) -> int:
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PROMOTION_LOCK_ID})
         _require_version(connection, version)
+        if connection.execute(PRODUCTION_VERSION).scalar() == version:
+            return False
         connection.execute(INSERT_PROMOTION, {"version": version, "reason": reason})
-        return version
+        return True
 
-    _run(database_url, f"Promoting model version {version}", work)
-    logger.info("Promoted model version %d (%s)", version, reason)
+    if _run(database_url, f"Promoting model version {version}", work):
+        logger.info("Promoted model version %d (%s)", version, reason)
+    else:
+        logger.info("Model version %d is already in production; nothing changed", version)
     return version
 
 

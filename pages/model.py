@@ -423,7 +423,7 @@ def show_registry(versions: pd.DataFrame, production: int | None, selected: int,
         st.error(f"Comparing versions {left} and {right} failed: {exc}", icon=":material/error:")
         return
     st.caption(f"Both versions scored on the same {int(table.iloc[1, 0]):,} rows, each at its own threshold.")
-    st.dataframe(table.astype(object))
+    st.dataframe(lab.format_comparison(table))
 
 
 def evaluation_window_key(artifact: dict) -> tuple[str | None, str | None, int]:

@@ -135,9 +135,17 @@ def show_charts(data: Overview) -> None:
 
     left, right = st.columns(2)
     with left:
-        chart("Frauds by country", bar_figure(data.by_country, "country", "frauds"), "overview_countries")
+        if data.by_country.empty:
+            st.markdown("**Frauds by country**")
+            st.caption("No fraud in this window.")
+        else:
+            chart("Frauds by country", bar_figure(data.by_country, "country", "frauds"), "overview_countries")
     with right:
-        chart("Frauds by device", bar_figure(data.by_device, "device", "frauds"), "overview_devices")
+        if data.by_device.empty:
+            st.markdown("**Frauds by device**")
+            st.caption("No fraud in this window.")
+        else:
+            chart("Frauds by device", bar_figure(data.by_device, "device", "frauds"), "overview_devices")
 
     left, right = st.columns(2)
     with left:

@@ -345,3 +345,22 @@ def test_overview_reports_database_down(page_env: Path, monkeypatch: pytest.Monk
     assert all_text(app).count("Stopped") == 3
     assert PASSWORD not in all_text(app)
     assert "Traceback" not in all_text(app)
+
+
+def test_overview_without_frauds_says_so(stack, page_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.migrate import migrate
+    from tests.integration.conftest import _admin
+
+    admin_url = stack.database_url.rsplit("/", 1)[0] + "/postgres"
+    empty_url = stack.database_url.rsplit("/", 1)[0] + "/overview_empty"
+    _admin(admin_url, 'DROP DATABASE IF EXISTS "overview_empty" WITH (FORCE)')
+    _admin(admin_url, 'CREATE DATABASE "overview_empty"')
+    try:
+        migrate(empty_url)
+        monkeypatch.setenv("DATABASE_URL", empty_url)
+        app = run_page()
+    finally:
+        _admin(admin_url, 'DROP DATABASE IF EXISTS "overview_empty" WITH (FORCE)')
+
+    captions = [caption.value for caption in app.caption]
+    assert captions.count("No fraud in this window.") == 2

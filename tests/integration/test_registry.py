@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from models import registry
@@ -101,9 +102,33 @@ def test_promote_cli_json_last_line(stack, database_url, versions):
     completed = run_cli(stack, database_url, "models.promote", "--version", str(versions[0]))
 
     assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["production_version"] == versions[0]
+    assert result["action"] == "promote"
+
+
+def test_promote_cli_same_version_changes_nothing(stack, database_url, versions):
+    run_cli(stack, database_url, "models.promote", "--version", str(versions[1]))
+    promotions = _promotions(database_url)
+
+    completed = run_cli(stack, database_url, "models.promote", "--version", str(versions[1]))
+
+    assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == {
-        "production_version": versions[0], "action": "promote"
+        "production_version": versions[1], "action": "promote", "changed": False
     }
+    assert f"Model version {versions[1]} was already in production; nothing changed." in completed.stderr
+    assert _promotions(database_url) == promotions
+
+
+def _promotions(database_url: str) -> int:
+    connection = psycopg2.connect(database_url, connect_timeout=5)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM shop.model_promotions")
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
 
 
 def test_evaluate_cli_input_file(stack, database_url, versions, transactions, tmp_path):

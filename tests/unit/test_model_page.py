@@ -356,8 +356,8 @@ def test_model_page_compares_on_same_window(fake_registry: FakeRegistry, transac
     table = next(frame.value for frame in app.dataframe if "version 1" in frame.value.columns)
 
     assert list(table.columns) == ["version 1", "version 2"]
-    assert table.loc["rows", "version 1"] == len(evaluation_rows(transactions))
-    assert table.loc["rows", "version 2"] == len(evaluation_rows(transactions))
+    assert table.loc["rows", "version 1"] == f"{len(evaluation_rows(transactions)):,}"
+    assert table.loc["rows", "version 2"] == f"{len(evaluation_rows(transactions)):,}"
 
 
 def test_model_page_other_sklearn_offers_retrain(fake_registry: FakeRegistry, artifacts) -> None:
@@ -552,3 +552,11 @@ def test_model_page_compare_incompatible_warning(fake_registry: FakeRegistry, ar
     assert not app.exception
     assert texts(app, "error") == []
     assert any(text.startswith("Versions 1 and 3 cannot be compared.") and "scikit-learn 0.24.2" in text for text in texts(app, "warning"))
+
+
+def test_format_comparison_counts_and_ratios() -> None:
+    table = pd.DataFrame({"version 1": [0.54021, 11835.0, 1200.0, float("nan")]}, index=["threshold", "rows", "alerts", "pr_auc"])
+
+    shown = lab.format_comparison(table)
+
+    assert shown["version 1"].tolist() == ["0.5402", "11,835", "1,200", "–"]
