@@ -158,6 +158,11 @@ def write_partition(
     if not valid and not rejected:
         yield PartitionCounts(0, 0, 0, 0)
         return
+    # A message sent twice can arrive twice in one partition. It is one
+    # transaction: scored once, and written once, because an upsert may not
+    # touch the same row twice in one statement.
+    received = len(valid)
+    valid = _first_of_each_transaction(valid)
 
     failed: list[tuple] = []
     scored, problem = 0, None
@@ -187,13 +192,24 @@ def write_partition(
         connection.close()
     # A row PostgreSQL refused counts as rejected, not as valid.
     yield PartitionCounts(
-        len(valid) - len(failed),
+        received - len(failed),
         len(stored),
         len(rejected) + len(failed),
         rejected_inserted,
         scored - len(failed) if scored else 0,
         problem,
     )
+
+
+def _first_of_each_transaction(valid: list[tuple]) -> list[tuple]:
+    """Keep the first row of each transaction id, in the order received."""
+    seen: set[str] = set()
+    unique = []
+    for values in valid:
+        if values[0] not in seen:
+            seen.add(values[0])
+            unique.append(values)
+    return unique
 
 
 def _ledger_values(row: Any) -> tuple:

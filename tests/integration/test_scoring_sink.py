@@ -133,3 +133,22 @@ def test_time_outside_pandas_range_is_stored_unscored(own_database, artifacts) -
     assert _rows(
         own_database, "SELECT count(*) FROM shop.transactions WHERE kafka_topic = %s AND fraud_score IS NULL", (topic,)
     ) == [(2,)]
+
+
+@pytest.mark.parametrize("scored", [False, True])
+def test_duplicate_in_one_partition_is_written_once(own_database, artifacts, scored: bool) -> None:
+    version = registry.register_model(own_database, artifacts[0]) if scored else None
+    topic = f"dup-{uuid.uuid4().hex[:8]}"
+    first = _partition(topic, 2, is_fraud=1, fraud_reasons=["simulated"])
+    # The same message three times at three offsets, as a producer retry can send it.
+    rows = [first[0], first[0]._replace(kafka_offset=5), first[1], first[0]._replace(kafka_offset=6)]
+
+    counts = list(write_partition(rows, own_database, "transactions", version))
+
+    assert counts[0][:4] == (4, 2, 0, 0)
+    assert counts[0].scored == (2 if scored else 0)
+    for table in ("transactions", "fraud_transactions"):
+        assert _rows(
+            own_database, f"SELECT transaction_id, kafka_offset FROM shop.{table} WHERE kafka_topic = %s ORDER BY 2",
+            (topic,),
+        ) == [(first[0].transaction_id, 0), (first[1].transaction_id, 1)]
