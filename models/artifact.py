@@ -62,6 +62,7 @@ __all__ = [
     "artifact_from_bytes",
     "artifact_to_bytes",
     "check_compatible",
+    "feature_state",
     "flag",
     "fraud_score",
     "load_artifact",
@@ -169,6 +170,18 @@ def model_features(artifact: Mapping[str, Any], df: pd.DataFrame) -> pd.DataFram
     ValueError
         As :func:`fraud_score`.
     """
+    return build_features(df, feature_state(artifact))
+
+
+def feature_state(artifact: Mapping[str, Any]) -> FeatureState:
+    """Restore the fitted feature state of ``artifact``, checked against its estimator's features.
+
+    Raises
+    ------
+    IncompatibleModelError
+        When the model was trained on other features than this code builds
+        for its feature set.
+    """
     state = FeatureState.from_dict(artifact["feature_state"])
     if list(artifact["feature_names"]) != list(state.feature_names):
         raise IncompatibleModelError(
@@ -176,7 +189,7 @@ def model_features(artifact: Mapping[str, Any], df: pd.DataFrame) -> pd.DataFram
             f"but this code builds {', '.join(state.feature_names)} for the feature set "
             f"{state.feature_set}. {RETRAIN_HINT}"
         )
-    return build_features(df, state)
+    return state
 
 
 def save_artifact(artifact: Mapping[str, Any], output_dir: str | os.PathLike[str]) -> Path:

@@ -7,6 +7,7 @@ Pipeline page.
 
 from datetime import datetime, timezone
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy.engine import Engine
@@ -107,6 +108,14 @@ def chart(title: str, figure: go.Figure, key: str) -> None:
     st.plotly_chart(figure, key=key, config={"displayModeBar": False})
 
 
+def fraud_bars(title: str, frame: pd.DataFrame, category: str, key: str) -> None:
+    if frame.empty:
+        st.markdown(f"**{title}**")
+        st.caption("No fraud in this window.")
+    else:
+        chart(title, bar_figure(frame, category, "frauds"), key)
+
+
 def show_charts(data: Overview) -> None:
     bucket = data.bucket_seconds
     left, right = st.columns(2)
@@ -135,17 +144,9 @@ def show_charts(data: Overview) -> None:
 
     left, right = st.columns(2)
     with left:
-        if data.by_country.empty:
-            st.markdown("**Frauds by country**")
-            st.caption("No fraud in this window.")
-        else:
-            chart("Frauds by country", bar_figure(data.by_country, "country", "frauds"), "overview_countries")
+        fraud_bars("Frauds by country", data.by_country, "country", "overview_countries")
     with right:
-        if data.by_device.empty:
-            st.markdown("**Frauds by device**")
-            st.caption("No fraud in this window.")
-        else:
-            chart("Frauds by device", bar_figure(data.by_device, "device", "frauds"), "overview_devices")
+        fraud_bars("Frauds by device", data.by_device, "device", "overview_devices")
 
     left, right = st.columns(2)
     with left:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from models.artifact import artifact_from_bytes
-from models.features import INPUT_COLUMNS
+from models.artifact import artifact_from_bytes, feature_state
+from models.features import INPUT_COLUMNS, FeatureState
 from pipeline.consumers.scoring import LedgerHistory, history_bounds, history_cutoff
 
 __all__ = ["LiveModel", "ModelUnavailable", "load_model", "production_version", "read_ledger_history"]
@@ -93,6 +93,7 @@ class LiveModel:
 
     version: int
     artifact: Mapping[str, Any]
+    state: FeatureState
     cutoff: datetime | None
     _explainer: Any = field(default=None, repr=False)
 
@@ -148,10 +149,12 @@ def _read_model(cursor: Any, version: int) -> LiveModel | ModelUnavailable:
         )
     try:
         artifact = artifact_from_bytes(bytes(row[0]), f"Model version {version}")
+        state = feature_state(artifact)
     except ValueError as exc:  # IncompatibleModelError is a ValueError.
+        logger.error("model version %d cannot score: %s", version, exc)
         return ModelUnavailable(str(exc))
     logger.info("loaded model version %d for live scoring", version)
-    return LiveModel(version, artifact, history_cutoff(artifact))
+    return LiveModel(version, artifact, state, history_cutoff(artifact))
 
 
 def read_ledger_history(cursor: Any, rows: pd.DataFrame, cutoff: datetime) -> LedgerHistory:

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.artifact import flag, model_features
-from models.features import INPUT_COLUMNS, VELOCITY_WINDOW, FeatureState, required_columns
+from models.artifact import feature_state, flag
+from models.features import INPUT_COLUMNS, VELOCITY_WINDOW, FeatureState, build_features, required_columns
 
 __all__ = [
     "LedgerHistory",
@@ -149,7 +149,10 @@ def _extended_state(state: FeatureState, ledger: LedgerHistory) -> FeatureState:
 
 
 def score_rows(
-    rows: pd.DataFrame, artifact: Mapping[str, Any], ledger: LedgerHistory | None = None
+    rows: pd.DataFrame,
+    artifact: Mapping[str, Any],
+    ledger: LedgerHistory | None = None,
+    state: FeatureState | None = None,
 ) -> tuple[ScoredRows, pd.DataFrame]:
     """Score ``rows`` with ``artifact``, counting ``ledger`` as their users' earlier transactions.
 
@@ -161,8 +164,11 @@ def score_rows(
     artifact
         A model dict of :mod:`models.artifact`.
     ledger
-        The stored history of the rows' users after the model's cutoff;
+        The stored history of the rows' users after the model's cutoff.
         None or empty for a model without user features.
+    state
+        ``models.artifact.feature_state(artifact)``, which a caller scoring
+        many partitions restores once; restored here when None.
 
     Returns
     -------
@@ -171,17 +177,16 @@ def score_rows(
         of ``rows``), which :func:`top_contributions` explains.
     """
     ledger = ledger or LedgerHistory()
-    state_artifact = dict(artifact)
+    state = state if state is not None else feature_state(artifact)
     if len(ledger.recent) or len(ledger.last) or len(ledger.known_devices):
-        state = _extended_state(FeatureState.from_dict(artifact["feature_state"]), ledger)
-        state_artifact["feature_state"] = state.to_dict()
+        state = _extended_state(state, ledger)
 
     columns = list(INPUT_COLUMNS)
     recent = ledger.recent.loc[:, columns].reset_index(drop=True)
     own = rows.loc[:, columns].reset_index(drop=True)
     # Stored rows first: at equal event times they came earlier.
     combined = pd.concat([recent, own], ignore_index=True) if len(recent) else own
-    features = model_features(state_artifact, combined).iloc[len(recent):]
+    features = build_features(combined, state).iloc[len(recent):]
     features.index = rows.index
 
     scores = -artifact["estimator"].score_samples(features)

@@ -94,7 +94,7 @@ RETURNING 1
 
 
 class PartitionCounts(NamedTuple):
-    """What one partition write did."""
+    """Counts of one partition write."""
 
     valid: int  # valid rows PostgreSQL accepted or already had
     inserted: int  # rows newly stored
@@ -213,7 +213,7 @@ def _first_of_each_transaction(valid: list[tuple]) -> list[tuple]:
 
 
 def _ledger_values(row: Any) -> tuple:
-    """The INSERT_LEDGER values of a parsed row, without the three score columns."""
+    """Return the INSERT_LEDGER values of a parsed row, without the three score columns."""
     return (
         row.transaction_id,
         row.user_id,
@@ -276,7 +276,7 @@ def _score(
     try:
         frame = _frame(valid)
         ledger = read_ledger_history(cursor, frame, model.cutoff) if model.cutoff is not None else None
-        result, features = score_rows(frame, model.artifact, ledger)
+        result, features = score_rows(frame, model.artifact, ledger, model.state)
     except Exception as exc:  # noqa: BLE001 - any failure must leave the ledger write possible.
         cursor.execute("ROLLBACK TO SAVEPOINT scoring")
         logger.exception("scoring with model version %d failed; storing the rows unscored", model.version)
