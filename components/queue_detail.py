@@ -318,9 +318,9 @@ def review_section(database_url: str, row: dict[str, Any], on_review: Callable[[
         st.caption("No review yet.")
         return
     st.markdown("**Review history**, newest first")
-    shown = history.assign(decision=history["decision"].map(DECISION_LABELS.get))
+    reviews = history.assign(decision=history["decision"].map(DECISION_LABELS.get))
     st.dataframe(
-        shown,
+        reviews,
         hide_index=True,
         column_config={
             "reviewed_at": st.column_config.DatetimeColumn("Reviewed at (UTC)", format="YYYY-MM-DD HH:mm:ss"),

@@ -143,7 +143,7 @@ def write_csv(
 
     The first line is the header, :data:`EXPORT_COLUMNS`. At most
     ``max_rows`` data rows are written. The query requests one more, so
-    :attr:`ExportResult.truncated` tells whether the export is complete.
+    :attr:`ExportResult.truncated` is True when the export stopped at the row limit.
 
     Raises
     ------

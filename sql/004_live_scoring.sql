@@ -5,8 +5,8 @@
 -- transactions consumer stores it. All three are NULL when no model was in
 -- production then. fraud_score follows the convention of models/artifact.py:
 -- higher means more suspicious, and flagged is fraud_score > the model's
--- threshold. model_version is not a foreign key, so that scoring never
--- waits on a lock of the registry.
+-- threshold. model_version is not a foreign key, so writing the ledger
+-- takes no lock on shop.model_versions.
 ALTER TABLE shop.transactions ADD COLUMN IF NOT EXISTS fraud_score double precision;
 ALTER TABLE shop.transactions ADD COLUMN IF NOT EXISTS flagged boolean;
 ALTER TABLE shop.transactions ADD COLUMN IF NOT EXISTS model_version integer;

@@ -132,7 +132,7 @@ class BatchWriter:
 
 
 def _scoring_problem(version: int | None, problems: list[str]) -> str | None:
-    """The sentence the workbench shows when rows are stored without a score."""
+    """Return the sentence the workbench shows when rows are stored without a score."""
     if version is None:
         return (
             "No model is in production, so new transactions are stored without a score. "

@@ -176,8 +176,8 @@ def _offline_scores(stream: Stream, artifact: dict, part: slice) -> pd.DataFrame
     features = model_features(artifact, stored)
     features["fraud_score"] = -artifact["estimator"].score_samples(features)
     features["transaction_id"] = stored["transaction_id"].to_numpy()
-    wanted = set(stream.rows.iloc[part]["transaction_id"])
-    return features[features["transaction_id"].isin(wanted)].set_index("transaction_id")
+    part_ids = set(stream.rows.iloc[part]["transaction_id"])
+    return features[features["transaction_id"].isin(part_ids)].set_index("transaction_id")
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,8 @@ def test_promoted_model_scores_every_row_as_offline(stream: Stream, versions) ->
     assert stored["flagged"].any()
 
     unseen = stored[stored["device"] == UNSEEN_DEVICE]
-    assert len(unseen) > 5 and unseen["fraud_score"].notna().all()
+    assert len(unseen) > 5
+    assert unseen["fraud_score"].notna().all()
     assert (offline.loc[unseen.index, "device_freq"] == 0.0).all()
     assert read_metrics(stream.metrics)["scoring_problem"] is None
 

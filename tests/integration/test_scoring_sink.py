@@ -54,7 +54,8 @@ def test_replay_keeps_first_scores(own_database, artifacts) -> None:
     counts = list(write_partition(rows, own_database, "transactions", first))
     replay = list(write_partition(rows, own_database, "transactions", second))
 
-    assert counts[0].scored == 20 and counts[0].inserted == 20
+    assert counts[0].scored == 20
+    assert counts[0].inserted == 20
     assert replay[0].inserted == 0
     versions = _rows(own_database, "SELECT DISTINCT model_version FROM shop.transactions WHERE kafka_topic = %s", (topic,))
     assert versions == [(first,)]
@@ -73,7 +74,8 @@ def test_unloadable_model_stores_rows_unscored(own_database, artifacts) -> None:
 
     counts = list(write_partition(_partition(topic, 3), own_database, "transactions", version))
 
-    assert counts[0].inserted == 3 and counts[0].scored == 0
+    assert counts[0].inserted == 3
+    assert counts[0].scored == 0
     assert "scikit-learn 0.1.0" in counts[0].scoring_problem
     assert "Retrain" in counts[0].scoring_problem
     assert _rows(

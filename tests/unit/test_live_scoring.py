@@ -106,7 +106,8 @@ def test_flag_agrees_with_threshold(model_and_stream):
     artifact, stream = model_and_stream
     scored, _ = score_rows(stream, artifact, LedgerHistory())
     assert (scored.flagged == (scored.fraud_score > artifact["threshold"])).all()
-    assert scored.flagged.any() and not scored.flagged.all()
+    assert scored.flagged.any()
+    assert not scored.flagged.all()
 
 
 def test_cutoff_without_user_features_is_none():

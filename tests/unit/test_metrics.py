@@ -72,7 +72,7 @@ def test_threshold_for_contamination_invalid(contamination):
         threshold_for_contamination(np.zeros(len(QUANTILE_LEVELS)), contamination)
 
 
-def test_drift_notes_warn_about_short_window_and_alert_rate() -> None:
+def test_drift_notes_short_window_and_rate() -> None:
     import pandas as pd
 
     from models.fit import drift_notes

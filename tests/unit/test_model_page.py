@@ -557,6 +557,6 @@ def test_model_page_compare_incompatible_warning(fake_registry: FakeRegistry, ar
 def test_format_comparison_counts_and_ratios() -> None:
     table = pd.DataFrame({"version 1": [0.54021, 11835.0, 1200.0, float("nan")]}, index=["threshold", "rows", "alerts", "pr_auc"])
 
-    shown = lab.format_comparison(table)
+    formatted = lab.format_comparison(table)
 
-    assert shown["version 1"].tolist() == ["0.5402", "11,835", "1,200", "–"]
+    assert formatted["version 1"].tolist() == ["0.5402", "11,835", "1,200", "–"]

@@ -78,7 +78,7 @@ def test_app_opens_overview_page_first(ports: dict[str, int]) -> None:
 
     assert not app.exception
     assert [title.value for title in app.title] == ["Overview"]
-    # PostgreSQL is down: the page says so in a sentence, without a trace.
+    # PostgreSQL is down: the page shows a plain sentence, not a trace.
     assert any("PostgreSQL" in message for message in error_messages(app))
 
 

@@ -653,6 +653,8 @@ def test_stdout_with_simulated_time_is_not_paced(monkeypatch: pytest.MonkeyPatch
     )
 
     lines = capsys.readouterr().out.splitlines()
-    assert code == 0 and len(lines) == 5
+    assert code == 0
+    assert len(lines) == 5
     times = [parse_timestamp(json.loads(line)["timestamp"]) for line in lines]
-    assert times == sorted(times) and len(set(times)) == 5
+    assert times == sorted(times)
+    assert len(set(times)) == 5
