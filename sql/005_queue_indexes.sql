@@ -3,7 +3,7 @@
 --
 -- NOTE: migrations run in a transaction, so these are plain CREATE INDEX
 -- statements: they block writes to shop.fraud_transactions while they build,
--- about 2 s per index for 1.5 million rows on a 2-core machine. On a larger
+-- an estimated 2 s per index for 1.5 million rows on 2 cores (one run). On a larger
 -- table, create them by hand with CREATE INDEX CONCURRENTLY first; this file
 -- then finds them and skips them.
 
